@@ -1,0 +1,3 @@
+"""ecr-steward: event-driven image management for Amazon ECR."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,122 @@
+"""`make run`: the whole service in one foreground process, on the embedded AWS backend.
+
+- the embedded AWS endpoint (ECR with layer bytes, DynamoDB, SQS, STS, EventBridge),
+- the HTTP API (Chalice's local server),
+- event delivery: ECR's events go to EventBridge's default bus, a rule routes them to a queue
+  standing in for the Lambda target, and a pump invokes `app.on_ecr_event` with each payload
+  exactly as EventBridge would invoke the function.
+
+Ctrl-C (or SIGTERM) stops all three cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+class LocalLambdaContext:
+    """The parts of the Lambda context object that Powertools reads."""
+
+    function_name = "ecr-steward-dev-on_ecr_event"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def invoke_on_ecr_event(event: dict[str, Any]) -> Any:
+    """Invoke the Lambda entry point the way the Lambda runtime does: handler(event, context)."""
+    import app
+
+    return app.on_ecr_event(event, LocalLambdaContext())
+
+
+def configure_environment(endpoint_url: str) -> None:
+    """Every boto3 client in this process talks to the embedded endpoint, never to AWS."""
+    os.environ["AWS_ENDPOINT_URL"] = endpoint_url
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
+    os.environ.pop("AWS_PROFILE", None)
+
+
+def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> None:
+    import boto3
+
+    from chalicelib.local.delivery import EventPump
+    from chalicelib.local.server import EmbeddedAWS, bootstrap
+    from chalicelib.policy import load_policy
+    from chalicelib.settings import get_settings
+
+    # Refuse to start on an invalid policy: raises PolicyError naming every bad field.
+    loaded = load_policy(get_settings().policy_path)
+
+    stop = threading.Event()
+    with EmbeddedAWS(host=host, port=aws_port, data_dir=data_dir) as aws:
+        configure_environment(aws.endpoint_url)
+        resources = bootstrap(boto3.session.Session(), account=ACCOUNT, region=REGION)
+        api = _start_api(host, api_port)
+        pump = EventPump(boto3.client("sqs"), resources.events_queue_url, invoke_on_ecr_event)
+        pump_thread = threading.Thread(target=pump.run, args=(stop,), daemon=True)
+        pump_thread.start()
+
+        def _stop(signum: int, frame: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        print(_banner(aws.endpoint_url, f"http://{host}:{api_port}", loaded.source), flush=True)
+        try:
+            stop.wait()
+        finally:
+            print("\nstopping…", flush=True)
+            api.shutdown()
+            pump_thread.join(timeout=5)
+    print("stopped.", flush=True)
+
+
+def _start_api(host: str, port: int) -> Any:
+    from chalice.cli.factory import CLIFactory
+    from chalice.local import create_local_server
+
+    from chalicelib.settings import PROJECT_ROOT
+
+    factory = CLIFactory(str(PROJECT_ROOT))
+    config = factory.create_config_obj(chalice_stage_name="dev")
+    server = create_local_server(config.chalice_app, config, host, port)
+    threading.Thread(target=server.server.serve_forever, daemon=True).start()
+    return server
+
+
+def _banner(aws_url: str, api_url: str, policy: str) -> str:
+    return f"""
+ecr-steward is running on the embedded AWS backend.
+
+  AWS endpoint (ECR, DynamoDB, SQS, STS, EventBridge)  {aws_url}
+  HTTP API                                             {api_url}   (try {api_url}/health)
+  policy                                               {policy}
+  ECR events                                           delivered to on_ecr_event
+
+Push an image from another shell (an OCI layout, OCI archive or `docker save` tarball):
+
+  .venv/bin/steward sample-image /tmp/hello          # or use your own image
+  .venv/bin/steward push --local --create /tmp/hello demo/hello:1.2.3
+  AWS_ENDPOINT_URL={aws_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
+    aws ecr describe-images --region {REGION} --repository-name demo/hello
+
+Ctrl-C stops everything.
+"""

@@ -1,0 +1,122 @@
+"""The operator's policy file: one typed document, validated at load.
+
+YAML or JSON. An invalid file is refused with the exact path of every bad field
+(`tagging[0].semver_aliasez: Extra inputs are not permitted`), and the service does not start on
+it. Each capability owns the model of its own section; this module composes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.tagging import TaggingRule
+
+
+class Policy(BaseModel):
+    """The whole policy. Rules select repositories by glob pattern (`team-a/*`, `*`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(default=1, ge=1, le=1, description="Policy file format version.")
+    dry_run: bool = Field(
+        default=False,
+        description="Plan and log every action but change nothing in any registry.",
+    )
+    tagging: list[TaggingRule] = Field(
+        default_factory=list, description="What a pushed image is tagged with."
+    )
+
+    def tagging_rules(self, repository: str) -> list[TaggingRule]:
+        from chalicelib.tagging import rules_for
+
+        return rules_for(self.tagging, repository)
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used. `problems` are `(field path, message)` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {path}: {message}" for path, message in problems)
+        super().__init__(f"invalid policy {source}:\n{listing}")
+
+
+class LoadedPolicy(BaseModel):
+    """A validated policy and the fingerprint of the text it came from (recorded in decisions)."""
+
+    policy: Policy
+    source: str
+    fingerprint: str
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """`("tagging", 0, "templates", 1)` → `tagging[0].templates[1]`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def parse_policy(text: str, source: str = "<policy>") -> LoadedPolicy:
+    """Parse YAML or JSON text (JSON is YAML, but JSON's errors are clearer for .json files)."""
+    data: Any
+    try:
+        data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise PolicyError(source, [("(file)", f"not valid {_format(source)}: {error}")]) from error
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(source, [("(top level)", "must be a mapping of sections")])
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as error:
+        problems = [(field_path(p["loc"]), p["msg"]) for p in error.errors()]
+        raise PolicyError(source, problems) from error
+    fingerprint = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return LoadedPolicy(policy=policy, source=source, fingerprint=fingerprint)
+
+
+def load_policy(path: Path) -> LoadedPolicy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyError(str(path), [("(file)", error.strerror or str(error))]) from error
+    return parse_policy(text, str(path))
+
+
+def policy_schema() -> dict[str, Any]:
+    """JSON Schema of the policy file, for editors (yaml-language-server, VS Code, IntelliJ)."""
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ecr-steward policy"
+    return schema
+
+
+def _format(source: str) -> str:
+    return "JSON" if source.endswith(".json") else "YAML"
+
+
+_CACHE: dict[tuple[str, float], LoadedPolicy] = {}
+
+
+def current_policy() -> LoadedPolicy:
+    """The policy the settings name, re-read only when the file changes."""
+    from chalicelib.settings import get_settings
+
+    path = get_settings().policy_path
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError as error:
+        raise PolicyError(str(path), [("(file)", error.strerror or str(error))]) from error
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_policy(path)
+    return _CACHE[key]

@@ -1,0 +1,549 @@
+"""The ECR gateway: the only code in ecr-steward that calls Amazon ECR.
+
+It owns pagination, ECR's batch limits (100 image ids or layer digests a call, 1,000 results a
+page), retries with adaptive backoff on throttling (botocore's adaptive mode: a client-side token
+bucket that slows down when ECR says "Rate exceeded"), and the mapping of ECR error codes to the
+project's own exceptions. Manifest bytes pass through untouched and `imageManifestMediaType` is
+always sent, so a retag never changes a digest.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel
+
+from chalicelib.images import ACCEPTED_MEDIA_TYPES, Manifest, digest_of, media_type_of
+
+BATCH_IMAGE_IDS = 100
+BATCH_LAYER_DIGESTS = 100
+PAGE_SIZE = 1000
+MIN_PART_SIZE = 5 * 1024 * 1024
+DEFAULT_PART_SIZE = 10 * 1024 * 1024
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+TRANSIENT_CODES = frozenset({"ServerException", "ServiceUnavailable", "InternalFailure"})
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class RegistryError(Exception):
+    """An ECR call failed. `code` is ECR's error code; `transient` says whether to retry later."""
+
+    transient = False
+
+    def __init__(
+        self, code: str, message: str, operation: str = "", details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.operation = operation
+        # Modeled error fields beyond code and message (e.g. lastValidByteReceived).
+        self.details = details or {}
+
+
+class RepositoryNotFound(RegistryError):
+    pass
+
+
+class RepositoryAlreadyExists(RegistryError):
+    pass
+
+
+class ImageNotFound(RegistryError):
+    pass
+
+
+class LayersNotFound(RegistryError):
+    pass
+
+
+class ReferencedImagesNotFound(RegistryError):
+    pass
+
+
+class TagImmutable(RegistryError):
+    """The tag exists on another digest and the repository does not let it move."""
+
+
+class InvalidParameter(RegistryError):
+    pass
+
+
+class InvalidLayer(RegistryError):
+    """The digest ECR computed for an uploaded layer is not the one asked for."""
+
+
+class Throttled(RegistryError):
+    transient = True
+
+
+class RegistryUnavailable(RegistryError):
+    transient = True
+
+
+class AccessDenied(RegistryError):
+    pass
+
+
+_ERRORS: dict[str, type[RegistryError]] = {
+    "RepositoryNotFoundException": RepositoryNotFound,
+    "RepositoryAlreadyExistsException": RepositoryAlreadyExists,
+    "ImageNotFoundException": ImageNotFound,
+    "LayersNotFoundException": LayersNotFound,
+    "ReferencedImagesNotFoundException": ReferencedImagesNotFound,
+    "ImageTagAlreadyExistsException": TagImmutable,
+    "InvalidParameterException": InvalidParameter,
+    "InvalidLayerException": InvalidLayer,
+    "AccessDeniedException": AccessDenied,
+    **{code: Throttled for code in THROTTLING_CODES},
+    **{code: RegistryUnavailable for code in TRANSIENT_CODES},
+}
+
+
+def _translate(error: Exception, operation: str) -> RegistryError:
+    """Map a botocore failure to the project's exception for that ECR error code."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        ParamValidationError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        code = info.get("Code", "Unknown")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        cls = _ERRORS.get(code)
+        if cls is None:
+            cls = RegistryUnavailable if status >= 500 else RegistryError
+        details = {
+            k: v for k, v in error.response.items() if k not in ("Error", "ResponseMetadata")
+        }
+        return cls(code, info.get("Message", ""), operation, details)
+    if isinstance(error, ParamValidationError):
+        return InvalidParameter("InvalidParameterException", str(error), operation)
+    if isinstance(error, ConnectionError | ReadTimeoutError):
+        return RegistryUnavailable(type(error).__name__, str(error), operation)
+    return RegistryError(type(error).__name__, str(error), operation)
+
+
+# --- what the gateway returns -----------------------------------------------------------------
+
+TagMutability = Literal[
+    "MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION"
+]
+
+
+class RepositoryInfo(BaseModel):
+    name: str
+    arn: str
+    registry_id: str
+    uri: str
+    tag_mutability: TagMutability = "MUTABLE"
+    mutability_exclusions: list[str] = []
+    scan_on_push: bool = False
+    created_at: datetime | None = None
+
+
+class ImageDetail(BaseModel):
+    """One image (one digest) in a repository, as describe-images reports it."""
+
+    repository: str
+    digest: str
+    tags: list[str] = []
+    pushed_at: datetime
+    size: int | None = None
+    media_type: str | None = None
+    artifact_media_type: str | None = None
+    subject_digest: str | None = None
+    status: str = "ACTIVE"
+    last_pulled_at: datetime | None = None
+
+
+class PutOutcome(BaseModel):
+    """What put-image did. `unchanged` is ECR's "already exists": success for an idempotent put."""
+
+    status: Literal["created", "unchanged"]
+    digest: str
+    tag: str | None = None
+
+
+class DeleteOutcome(BaseModel):
+    deleted: list[dict[str, str]] = []
+    failures: list[dict[str, Any]] = []
+
+
+# --- the gateway ----------------------------------------------------------------------------
+
+
+class Registry:
+    """ECR in one account and region. Clients are built lazily so importing costs nothing."""
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        registry_id: str | None = None,
+        client: Any = None,
+        session: Any = None,
+        max_attempts: int = 10,
+    ) -> None:
+        self._region = region
+        self._registry_id = registry_id
+        self._client = client
+        self._session = session
+        self._max_attempts = max_attempts
+        self._lock = threading.Lock()
+        # ECR calls made, by operation: benchmarks and tests read it to count cost.
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    session = self._session or boto3.session.Session()
+                    self._client = session.client(
+                        "ecr",
+                        region_name=self._region,
+                        config=Config(
+                            retries={"mode": "adaptive", "max_attempts": self._max_attempts},
+                            max_pool_connections=32,
+                        ),
+                    )
+        return self._client
+
+    @property
+    def region(self) -> str:
+        return str(self.client.meta.region_name)
+
+    def _ids(self) -> dict[str, str]:
+        return {"registryId": self._registry_id} if self._registry_id else {}
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        self.calls[operation] += 1
+        try:
+            response: dict[str, Any] = getattr(self.client, operation)(**self._ids(), **params)
+        except Exception as error:  # botocore raises several unrelated types
+            raise _translate(error, operation) from error
+        return response
+
+    # repositories -----------------------------------------------------------------------
+
+    @staticmethod
+    def _repository(raw: dict[str, Any]) -> RepositoryInfo:
+        return RepositoryInfo(
+            name=raw["repositoryName"],
+            arn=raw["repositoryArn"],
+            registry_id=raw["registryId"],
+            uri=raw["repositoryUri"],
+            tag_mutability=raw.get("imageTagMutability", "MUTABLE"),
+            mutability_exclusions=[
+                f["filter"] for f in raw.get("imageTagMutabilityExclusionFilters", [])
+            ],
+            scan_on_push=raw.get("imageScanningConfiguration", {}).get("scanOnPush", False),
+            created_at=raw.get("createdAt"),
+        )
+
+    def describe_repository(self, name: str) -> RepositoryInfo:
+        response = self._call("describe_repositories", repositoryNames=[name])
+        return self._repository(response["repositories"][0])
+
+    def iter_repositories(self) -> Iterator[RepositoryInfo]:
+        token: str | None = None
+        while True:
+            page = self._call(
+                "describe_repositories",
+                maxResults=PAGE_SIZE,
+                **({"nextToken": token} if token else {}),
+            )
+            yield from (self._repository(r) for r in page.get("repositories", []))
+            token = page.get("nextToken")
+            if not token:
+                return
+
+    def create_repository(
+        self,
+        name: str,
+        *,
+        tag_mutability: TagMutability = "MUTABLE",
+        scan_on_push: bool = False,
+        tags: dict[str, str] | None = None,
+    ) -> RepositoryInfo:
+        response = self._call(
+            "create_repository",
+            repositoryName=name,
+            imageTagMutability=tag_mutability,
+            imageScanningConfiguration={"scanOnPush": scan_on_push},
+            tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        )
+        return self._repository(response["repository"])
+
+    def ensure_repository(self, name: str) -> RepositoryInfo:
+        try:
+            return self.describe_repository(name)
+        except RepositoryNotFound:
+            try:
+                return self.create_repository(name)
+            except RepositoryAlreadyExists:  # created concurrently
+                return self.describe_repository(name)
+
+    # images ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _image(repository: str, raw: dict[str, Any]) -> ImageDetail:
+        return ImageDetail(
+            repository=repository,
+            digest=raw["imageDigest"],
+            tags=raw.get("imageTags", []),
+            pushed_at=raw["imagePushedAt"],
+            size=raw.get("imageSizeInBytes"),
+            media_type=raw.get("imageManifestMediaType"),
+            artifact_media_type=raw.get("artifactMediaType"),
+            subject_digest=raw.get("subjectManifestDigest"),
+            status=raw.get("imageStatus", "ACTIVE"),
+            last_pulled_at=raw.get("lastRecordedPullTime"),
+        )
+
+    def iter_images(
+        self, repository: str, *, tag_status: Literal["TAGGED", "UNTAGGED", "ANY"] = "ANY"
+    ) -> Iterator[ImageDetail]:
+        """Every image in the repository, a page of 1,000 a call."""
+        token: str | None = None
+        while True:
+            page = self._call(
+                "describe_images",
+                repositoryName=repository,
+                maxResults=PAGE_SIZE,
+                filter={"tagStatus": tag_status},
+                **({"nextToken": token} if token else {}),
+            )
+            yield from (self._image(repository, d) for d in page.get("imageDetails", []))
+            token = page.get("nextToken")
+            if not token:
+                return
+
+    def describe_image(
+        self, repository: str, *, digest: str | None = None, tag: str | None = None
+    ) -> ImageDetail:
+        image_id = {"imageDigest": digest} if digest else {"imageTag": tag or ""}
+        response = self._call("describe_images", repositoryName=repository, imageIds=[image_id])
+        return self._image(repository, response["imageDetails"][0])
+
+    def get_manifests(
+        self, repository: str, image_ids: Iterable[dict[str, str]]
+    ) -> tuple[list[Manifest], list[dict[str, Any]]]:
+        """Manifests by image id (digest or tag), 100 a call; returns (found, failures)."""
+        found: list[Manifest] = []
+        failures: list[dict[str, Any]] = []
+        for batch in _batches(list(image_ids), BATCH_IMAGE_IDS):
+            response = self._call(
+                "batch_get_image",
+                repositoryName=repository,
+                imageIds=batch,
+                acceptedMediaTypes=ACCEPTED_MEDIA_TYPES,
+            )
+            seen: set[str] = set()
+            for image in response.get("images", []):
+                digest = image["imageId"]["imageDigest"]
+                if digest in seen:  # the same digest asked for by two tags
+                    continue
+                seen.add(digest)
+                body = image["imageManifest"]
+                found.append(
+                    Manifest(
+                        digest=digest,
+                        media_type=image.get("imageManifestMediaType") or media_type_of(body) or "",
+                        body=body,
+                    )
+                )
+            failures.extend(response.get("failures", []))
+        return found, failures
+
+    def get_manifest(
+        self, repository: str, *, digest: str | None = None, tag: str | None = None
+    ) -> Manifest:
+        image_id = {"imageDigest": digest} if digest else {"imageTag": tag or ""}
+        found, failures = self.get_manifests(repository, [image_id])
+        if not found:
+            reason = failures[0].get("failureReason", "") if failures else ""
+            raise ImageNotFound(
+                "ImageNotFoundException", reason or str(image_id), "batch_get_image"
+            )
+        return found[0]
+
+    def put_manifest(
+        self, repository: str, manifest: Manifest, tag: str | None = None
+    ) -> PutOutcome:
+        """put-image with the exact bytes. "Already exists" and "tag already here" are success."""
+        params: dict[str, Any] = {
+            "repositoryName": repository,
+            "imageManifest": manifest.body,
+            "imageManifestMediaType": manifest.media_type,
+            "imageDigest": manifest.digest,
+        }
+        if tag:
+            params["imageTag"] = tag
+        try:
+            response = self._call("put_image", **params)
+        except TagImmutable:
+            current = self._digest_of_tag(repository, tag)
+            if current == manifest.digest:
+                return PutOutcome(status="unchanged", digest=manifest.digest, tag=tag)
+            raise
+        except RegistryError as error:
+            if error.code == "ImageAlreadyExistsException":
+                return PutOutcome(status="unchanged", digest=manifest.digest, tag=tag)
+            raise
+        return PutOutcome(
+            status="created", digest=response["image"]["imageId"]["imageDigest"], tag=tag
+        )
+
+    def _digest_of_tag(self, repository: str, tag: str | None) -> str | None:
+        if not tag:
+            return None
+        try:
+            return self.describe_image(repository, tag=tag).digest
+        except ImageNotFound:
+            return None
+
+    def delete_images(self, repository: str, image_ids: Iterable[dict[str, str]]) -> DeleteOutcome:
+        """batch-delete-image, 100 a call; per-image failures are returned, never dropped."""
+        outcome = DeleteOutcome()
+        for batch in _batches(list(image_ids), BATCH_IMAGE_IDS):
+            response = self._call("batch_delete_image", repositoryName=repository, imageIds=batch)
+            outcome.deleted.extend(response.get("imageIds", []))
+            outcome.failures.extend(response.get("failures", []))
+        return outcome
+
+    # layers -----------------------------------------------------------------------------
+
+    def missing_layers(self, repository: str, digests: Iterable[str]) -> list[str]:
+        """Which of these blobs the repository does not have (100 digests a call)."""
+        wanted = list(dict.fromkeys(digests))
+        available: set[str] = set()
+        for batch in _batches(wanted, BATCH_LAYER_DIGESTS):
+            response = self._call(
+                "batch_check_layer_availability", repositoryName=repository, layerDigests=batch
+            )
+            available.update(
+                layer["layerDigest"]
+                for layer in response.get("layers", [])
+                if layer.get("layerAvailability") == "AVAILABLE"
+            )
+        return [d for d in wanted if d not in available]
+
+    def download_url(self, repository: str, digest: str) -> str:
+        response = self._call(
+            "get_download_url_for_layer", repositoryName=repository, layerDigest=digest
+        )
+        return str(response["downloadUrl"])
+
+    def open_blob(self, repository: str, digest: str, *, timeout: float = 60.0) -> IO[bytes]:
+        """A streaming reader of one blob, from the URL ECR hands out (S3 on AWS)."""
+        url = self.download_url(repository, digest)
+        return urllib.request.urlopen(url, timeout=timeout)  # type: ignore[no-any-return]
+
+    def upload_blob(self, repository: str, reader: IO[bytes], digest: str) -> bool:
+        """Upload one blob in consecutive parts of the size ECR asks for.
+
+        Memory holds one part at a time, never the whole blob. Returns False when ECR already
+        had the blob (LayerAlreadyExistsException counts as success).
+        """
+        started = self._call("initiate_layer_upload", repositoryName=repository)
+        upload_id = started["uploadId"]
+        part_size = max(int(started.get("partSize") or DEFAULT_PART_SIZE), MIN_PART_SIZE)
+        first = 0
+        while True:
+            part = _read_exactly(reader, part_size)
+            if not part:
+                if first == 0:
+                    raise RegistryError(
+                        "EmptyUploadException", f"{digest} is empty: ECR cannot store it"
+                    )
+                break
+            self._upload_part(repository, upload_id, first, part)
+            first += len(part)
+            if len(part) < part_size:
+                break
+        try:
+            self._call(
+                "complete_layer_upload",
+                repositoryName=repository,
+                uploadId=upload_id,
+                layerDigests=[digest],
+            )
+        except RegistryError as error:
+            if error.code == "LayerAlreadyExistsException":
+                return False
+            raise
+        return True
+
+    def _upload_part(self, repository: str, upload_id: str, first: int, part: bytes) -> None:
+        last = first + len(part) - 1
+        try:
+            self._call(
+                "upload_layer_part",
+                repositoryName=repository,
+                uploadId=upload_id,
+                partFirstByte=first,
+                partLastByte=last,
+                layerPartBlob=part,
+            )
+        except RegistryError as error:
+            # A retried part whose first attempt did arrive (the response was lost) is refused
+            # as "not consecutive"; ECR's lastValidByteReceived says it is already there.
+            landed = error.details.get("lastValidByteReceived")
+            if error.code == "InvalidLayerPartException" and landed == last:
+                return
+            raise
+
+    def upload_bytes(self, repository: str, data: bytes) -> str:
+        """Upload a small blob held in memory (a config, a test layer); returns its digest."""
+        import io
+
+        digest = digest_of(data)
+        if self.missing_layers(repository, [digest]):
+            self.upload_blob(repository, io.BytesIO(data), digest)
+        return digest
+
+
+_REGISTRIES: dict[tuple[str, str], Registry] = {}
+
+
+def registry_for(account: str, region: str) -> Registry:
+    """One gateway per registry (account, region), reused across invocations of a warm Lambda."""
+    key = (account, region)
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = Registry(region=region, registry_id=account)
+    return _REGISTRIES[key]
+
+
+def _read_exactly(reader: IO[bytes], size: int) -> bytes:
+    """Read up to `size` bytes, looping over short reads (sockets and pipes return early)."""
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = reader.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,90 @@
+"""Shared fixtures: one embedded AWS endpoint per test session, reset before every test.
+
+Every test talks to ECR, DynamoDB, SQS and EventBridge through boto3 against that endpoint, so
+botocore's service model checks each request and response.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Set before anything builds a boto3 client: nothing in the suite may reach real AWS.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "EcrSteward",
+        "POWERTOOLS_SERVICE_NAME": "ecr-steward",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def embedded_aws() -> Iterator[object]:
+    from chalicelib.local.server import EmbeddedAWS
+
+    with EmbeddedAWS(port=0) as aws:
+        os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
+        yield aws
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(scope="session")
+def boto_session(embedded_aws: object):  # type: ignore[no-untyped-def]
+    """One boto3 session for the run: building one reloads botocore's models (~0.3 s)."""
+    import boto3
+
+    return boto3.session.Session()
+
+
+@pytest.fixture
+def aws(embedded_aws: object, boto_session: object) -> Iterator[object]:
+    """The embedded endpoint with empty state, and the local event plumbing bootstrapped."""
+    from chalicelib.local.server import bootstrap
+
+    embedded_aws.reset()  # type: ignore[attr-defined]
+    embedded_aws.resources = bootstrap(boto_session, account=ACCOUNT, region=REGION)  # type: ignore[attr-defined]
+    yield embedded_aws
+
+
+@pytest.fixture
+def registry(aws: object):  # type: ignore[no-untyped-def]
+    from chalicelib.registry import Registry
+
+    return Registry(region=REGION)
+
+
+@pytest.fixture
+def policy_file(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """Point the service at a policy file: the example policy, or the text given to the fixture.
+
+    Each call writes a new file, so the service's (path, mtime) policy cache always sees it.
+    """
+    from pathlib import Path
+
+    from chalicelib.settings import get_settings
+
+    counter = iter(range(1_000_000))
+
+    def use(text: str | None = None) -> Path:
+        path = tmp_path / f"policy-{next(counter)}.yaml"
+        source = Path(__file__).resolve().parent.parent / "policy.example.yaml"
+        path.write_text(source.read_text() if text is None else text)
+        monkeypatch.setenv("STEWARD_POLICY", str(path))
+        get_settings.cache_clear()
+        return path
+
+    use()
+    yield use
+    get_settings.cache_clear()
