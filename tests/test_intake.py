@@ -14,8 +14,9 @@ import app
 from chalicelib.local.delivery import EventPump
 from chalicelib.local.runner import LocalLambdaContext
 from chalicelib.registry import Registry, Throttled, registry_for
+from chalicelib.samples import build_image
 from tests.conftest import ACCOUNT, REGION
-from tests.imagefactory import build_image, push_built
+from tests.imagefactory import push_built
 
 EVENTS = Path(__file__).parent / "events"
 

@@ -33,17 +33,16 @@ from chalicelib.push import (
     push_image,
 )
 from chalicelib.registry import Registry, RepositoryNotFound
-from tests.imagefactory import (
+from chalicelib.samples import (
     BuiltImage,
     build_image,
     build_index,
     build_referrer,
-    corrupt_blob,
-    push_built,
     write_docker_archive,
     write_oci_archive,
     write_oci_layout,
 )
+from tests.imagefactory import corrupt_blob, push_built
 
 MiB = 1024 * 1024
 

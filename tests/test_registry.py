@@ -16,7 +16,8 @@ from chalicelib.registry import (
     RepositoryNotFound,
     TagImmutable,
 )
-from tests.imagefactory import build_image, push_built
+from chalicelib.samples import build_image
+from tests.imagefactory import push_built
 
 
 class _Raw:

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.images import OCI_INDEX
 from chalicelib.registry import Registry
+from chalicelib.samples import build_image, build_index
 from chalicelib.tagging import (
     TaggingResult,
     TaggingRule,
@@ -16,7 +17,7 @@ from chalicelib.tagging import (
     plan_tags,
     tag_pushed_image,
 )
-from tests.imagefactory import build_image, build_index, push_built
+from tests.imagefactory import push_built
 
 REPO = "team-a/app"
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
