@@ -94,6 +94,20 @@ class Manifest(BaseModel):
         return subject.get("digest") if isinstance(subject, dict) else None
 
 
+class HasManifest:
+    """Mixin for an image or index known by its top-level manifest."""
+
+    manifest: Manifest
+
+    @property
+    def digest(self) -> str:
+        return self.manifest.digest
+
+    @property
+    def media_type(self) -> str:
+        return self.manifest.media_type
+
+
 def media_type_of(body: str) -> str | None:
     """The media type a manifest declares about itself, if it does (OCI makes it optional)."""
     try:

@@ -32,6 +32,7 @@ from chalicelib.images import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
+    HasManifest,
     Manifest,
     digest_of,
 )
@@ -323,7 +324,7 @@ class LocalBlob(BaseModel):
     location: str
 
 
-class LocalImage(BaseModel):
+class LocalImage(HasManifest, BaseModel):
     """An image read from a local source, ready to push: manifests verified, blobs located."""
 
     source: Path
@@ -334,14 +335,6 @@ class LocalImage(BaseModel):
     manifests: list[Manifest]
     blobs: dict[str, LocalBlob]
     _files: _Source = PrivateAttr()
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-    @property
-    def media_type(self) -> str:
-        return self.manifest.media_type
 
     def blobs_of(self, manifest: Manifest) -> list[LocalBlob]:
         """The config and layers one image manifest needs (none for an index)."""

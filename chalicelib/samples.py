@@ -36,6 +36,7 @@ from chalicelib.images import (
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
+    HasManifest,
     Manifest,
     digest_of,
 )
@@ -98,7 +99,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class BuiltImage:
+class BuiltImage(HasManifest):
     """An image manifest with its config and layer bytes (also signatures and referrers)."""
 
     manifest: Manifest
@@ -107,14 +108,6 @@ class BuiltImage:
     platform: dict[str, str] | None = None
     # blobs beyond config and layers: a referrer's payload.
     extra_blobs: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-    @property
-    def media_type(self) -> str:
-        return self.manifest.media_type
 
     @property
     def config_digest(self) -> str:
@@ -152,19 +145,11 @@ class BuiltImage:
 
 
 @dataclass(frozen=True)
-class BuiltIndex:
+class BuiltIndex(HasManifest):
     """An index (manifest list) over images or other indexes."""
 
     manifest: Manifest
     children: list[BuiltImage | BuiltIndex]
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-    @property
-    def media_type(self) -> str:
-        return self.manifest.media_type
 
     @property
     def blobs(self) -> dict[str, bytes]:
