@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from chalicelib.events import (
+    Envelope,
     ImageActionDetail,
     MalformedEvent,
     ParsedEvent,
@@ -23,7 +24,7 @@ from chalicelib.events import (
 from chalicelib.observability import count, flush_metrics, logger
 from chalicelib.settings import Settings, get_settings
 
-Handler = Callable[[ParsedEvent, datetime], dict[str, Any]]
+Reaction = Callable[[Envelope[Any], datetime], dict[str, Any] | None]
 
 
 def handle_ecr_event(raw: Any, context: Any = None) -> dict[str, Any]:
@@ -138,59 +139,53 @@ def _mark_duplicate(response: Any, idempotent_data: Any) -> Any:
 
 def _route(event: dict[str, Any]) -> dict[str, Any]:
     parsed = parse_event(event)
-    handler = _HANDLERS.get(parsed.kind)
     now = datetime.now(UTC)
-    if handler is None:
-        return acknowledge(parsed, "no action for this kind of event")
-    return handler(parsed, now)
+    key = reaction_key(parsed)
+    outcomes: dict[str, Any] = {}
+    for path in REACTIONS.get(key, ()):
+        outcome = _react(path, parsed, now)
+        if outcome is not None:
+            capability = path.partition(":")[0].rsplit(".", 1)[-1]
+            outcomes[capability] = outcome
+    if not outcomes:
+        return acknowledge(parsed, f"no rule acts on {key} events here")
+    return {"status": "handled", "kind": parsed.kind, "event_id": parsed.event.id, **outcomes}
+
+
+# Which capabilities react to which events, as "module:function". A reaction takes
+# (event, now) and returns its outcome, or None when none of its rules applies. Modules are
+# imported only when an event needs them, so a cold start pays for what it uses.
+REACTIONS: dict[str, tuple[str, ...]] = {
+    "push": ("chalicelib.tagging:react_to_push",),
+}
+
+
+def reaction_key(parsed: ParsedEvent) -> str:
+    """`push`, `delete`, `update_storage_class` for successful ECR Image Actions; else the kind."""
+    if parsed.kind == "image-action":
+        detail: ImageActionDetail = parsed.event.detail
+        if detail.result == "SUCCESS" and detail.image_digest:
+            return detail.action_type.lower()
+        return f"image-action-{detail.result.lower()}"
+    return parsed.kind
+
+
+def _react(path: str, parsed: ParsedEvent, now: datetime) -> dict[str, Any] | None:
+    import importlib
+
+    from chalicelib.registry import ImageNotFound, RepositoryNotFound
+
+    module, _, function = path.partition(":")
+    reaction: Reaction = getattr(importlib.import_module(module), function)
+    try:
+        return reaction(parsed.event, now)
+    except (RepositoryNotFound, ImageNotFound) as error:
+        # Deleted since the event: nothing left to act on, and a retry would not change that.
+        logger().info("nothing to act on", extra={"reaction": path, "why": error.code})
+        return {"skipped": f"image or repository no longer exists ({error.code})"}
 
 
 def acknowledge(parsed: ParsedEvent, why: str) -> dict[str, Any]:
     count("EventsIgnored")
     logger().info("event acknowledged", extra={"kind": parsed.kind, "why": why})
     return {"status": "ignored", "kind": parsed.kind, "why": why, "event_id": parsed.event.id}
-
-
-def on_image_action(parsed: ParsedEvent, now: datetime) -> dict[str, Any]:
-    detail: ImageActionDetail = parsed.event.detail
-    if detail.action_type == "PUSH" and detail.result == "SUCCESS" and detail.image_digest:
-        return on_push(parsed, detail, now)
-    return acknowledge(parsed, f"{detail.action_type} {detail.result}: no action")
-
-
-def on_push(parsed: ParsedEvent, detail: ImageActionDetail, now: datetime) -> dict[str, Any]:
-    """A pushed image gets the tags the policy's tagging rules give it."""
-    from chalicelib.policy import current_policy
-    from chalicelib.registry import ImageNotFound, RepositoryNotFound, registry_for
-    from chalicelib.tagging import tag_pushed_image
-
-    loaded = current_policy()
-    rules = loaded.policy.tagging_rules(detail.repository_name)
-    if not rules:
-        return acknowledge(parsed, "no tagging rule selects this repository")
-    registry = registry_for(parsed.event.account, parsed.event.region)
-    try:
-        result = tag_pushed_image(
-            registry,
-            rules,
-            detail.repository_name,
-            str(detail.image_digest),
-            detail.image_tag,
-            now=now,
-            dry_run=loaded.policy.dry_run or get_settings().dry_run,
-        )
-    except (RepositoryNotFound, ImageNotFound) as error:
-        # Deleted since the push: nothing left to tag, and a retry would not change that.
-        return acknowledge(parsed, f"image no longer exists: {error.code}")
-    summary = result.model_dump(mode="json")
-    for outcome in ("applied", "blocked", "unchanged", "planned"):
-        n = sum(1 for tag in summary.get("tags", []) if tag.get("outcome") == outcome)
-        if n:
-            count(f"Tags{outcome.capitalize()}", n)
-    logger().info("tagging done", extra={"tagging": summary})
-    return {"status": "handled", "kind": parsed.kind, "event_id": parsed.event.id, **summary}
-
-
-_HANDLERS: dict[str, Handler] = {
-    "image-action": on_image_action,
-}

@@ -104,6 +104,13 @@ def _format(source: str) -> str:
     return "JSON" if source.endswith(".json") else "YAML"
 
 
+def dry_run(policy: Policy) -> bool:
+    """Dry run is on when the policy or the environment (STEWARD_DRY_RUN) says so."""
+    from chalicelib.settings import get_settings
+
+    return policy.dry_run or get_settings().dry_run
+
+
 _CACHE: dict[tuple[str, float], LoadedPolicy] = {}
 
 

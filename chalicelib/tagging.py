@@ -23,11 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from semver import Version
 
+from chalicelib.events import Envelope
 from chalicelib.images import Manifest
 from chalicelib.registry import ImageDetail, Registry, RepositoryInfo, TagImmutable
 
@@ -734,3 +735,32 @@ def tag_pushed_image(
     images = list(registry.iter_images(repository, tag_status="TAGGED"))
     plan = plan_tags(rules, info, images, digest, pushed_tag, now)
     return apply_tagging_plan(registry, plan, dry_run=dry_run)
+
+
+def react_to_push(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
+    """The `on_ecr_event` reaction to a pushed image: the tags the policy's rules give it."""
+    from chalicelib.observability import count, logger
+    from chalicelib.policy import current_policy, dry_run
+    from chalicelib.registry import registry_for
+
+    detail = event.detail
+    policy = current_policy().policy
+    rules = policy.tagging_rules(detail.repository_name)
+    if not rules:
+        return None
+    result = tag_pushed_image(
+        registry_for(event.account, event.region),
+        rules,
+        detail.repository_name,
+        str(detail.image_digest),
+        detail.image_tag,
+        now=now,
+        dry_run=dry_run(policy),
+    )
+    summary = result.model_dump(mode="json")
+    for outcome in ("applied", "blocked", "unchanged", "planned"):
+        n = len(result.tags_with(outcome))
+        if n:
+            count(f"Tags{outcome.capitalize()}", n)
+    logger().info("tagging done", extra={"tagging": summary})
+    return summary
