@@ -6,7 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck bench clean
+STAGE ?= dev
+POLICY ?= policy.example.yaml
+
+.PHONY: run test lint format typecheck bench clean package cfn-lint iam-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +25,27 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/steward serve
 
+# The suite records each function's AWS calls (tests/awscalls.py) for the IAM check after it.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -p tests.awscalls
+	$(MAKE) --no-print-directory iam-check cfn-lint
+
+# CloudFormation (SAM) template and deployment zip for $(STAGE), into build/$(STAGE)/.
+package: $(STAMP)
+	$(BIN)/python infra/package.py --stage $(STAGE) --policy $(POLICY)
+
+# Every stage's packaged template, checked offline (cfn-lint carries its own specs).
+cfn-lint: $(STAMP)
+	for stage in dev prod; do \
+		$(BIN)/python infra/package.py --stage $$stage --no-bytecode --out build/lint-$$stage >/dev/null \
+		&& $(BIN)/cfn-lint build/lint-$$stage/sam.json || exit 1; \
+	done
+
+iam-check: $(STAMP)
+	$(BIN)/python infra/iam.py check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,4 +62,4 @@ bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -4,12 +4,13 @@ the invoked function uses (see benchmarks/bench_foundation.py)."""
 
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CloudWatchEvent
 
 app = Chalice(app_name="ecr-steward", configure_logs=False)
 
-ECR_EVENT_PATTERN = {"source": ["aws.ecr", "aws.inspector2"]}
+# steward.gate: the scan gate's decisions, which replication's `gate` trigger acts on.
+ECR_EVENT_PATTERN = {"source": ["aws.ecr", "aws.inspector2", "steward.gate"]}
 
 
 class RawEventBridgeEvent(CloudWatchEvent):
@@ -46,3 +47,77 @@ def health() -> Response:
 
     status, body = health_report()
     return Response(body=body, status_code=status)
+
+
+@app.route("/v1/token", methods=["GET"])
+def vend_token() -> Response:
+    """A scoped ECR credential for a caller with an OIDC JWT (or, locally, a static key)."""
+    from chalicelib.tokens import token_response
+
+    return Response(**token_response(app.current_request, via="bearer"))
+
+
+@app.route("/v1/token/iam", methods=["GET"], authorizer=IAMAuthorizer())
+def vend_token_iam() -> Response:
+    """The same, for a caller API Gateway authenticated by SigV4 (its IAM principal)."""
+    from chalicelib.tokens import token_response
+
+    return Response(**token_response(app.current_request, via="iam"))
+
+
+@app.on_sqs_message(queue="steward-replication-jobs", batch_size=10, name="on_copy_job")
+def on_copy_job(event: Any) -> dict[str, Any]:
+    """Replication copy jobs, one image and destination each; failures reported per record."""
+    from chalicelib.replication import handle_copy_jobs
+
+    return handle_copy_jobs(event.to_dict(), event.context)
+
+
+@app.schedule("rate(5 minutes)", name="gate_sweep")
+def gate_sweep(event: Any) -> dict[str, Any]:
+    """Scan gate: fail closed images with no scan result past the timeout; re-decide what a
+    policy change or an expired allowlist entry changed."""
+    from datetime import UTC, datetime
+
+    from chalicelib.gate import sweep
+
+    return sweep(datetime.now(UTC))
+
+
+@app.route("/v1/images/{repository}/{digest}/gate", methods=["GET"])
+def gate_decision(repository: str, digest: str) -> Response:
+    """The scan gate's record for one image. A repository name's slashes are URL-encoded
+    (`team%2Fapp`), so the name is one path segment."""
+    from urllib.parse import unquote
+
+    from chalicelib.gate import gate_status
+
+    record = gate_status(unquote(repository), unquote(digest))
+    if record is None:
+        return Response(body={"message": "no gate record for this image"}, status_code=404)
+    return Response(body=record, status_code=200)
+
+
+@app.schedule("rate(1 hour)", name="start_sweep")
+def start_sweep(event: Any) -> dict[str, Any]:
+    """The sweep: one job per repository in scope, onto the repository-job queue."""
+    from chalicelib.sweep import handle_schedule
+
+    return handle_schedule(event.to_dict())
+
+
+@app.on_sqs_message(queue="steward-repository-jobs", batch_size=10, name="on_repository_job")
+def on_repository_job(event: Any) -> dict[str, Any]:
+    """Sweep tasks (retention, governance, …) for one repository a record; failures per record."""
+    from chalicelib.sweep import handle_repository_jobs
+
+    return handle_repository_jobs(event.to_dict(), event.context)
+
+
+@app.schedule("rate(1 hour)", name="governance_reconcile")
+def governance_reconcile(event: Any) -> dict[str, Any]:
+    """Governance, registry-wide: create missing declared repositories, expire ephemeral ones
+    (repository settings run per repository in the sweep)."""
+    from chalicelib.governance import handle_schedule
+
+    return handle_schedule(event.to_dict())

@@ -280,5 +280,584 @@ def events_dead_letters() -> None:
             click.echo(message["Body"])
 
 
+# --- governance --------------------------------------------------------------------------------
+
+
+@main.group()
+def governance() -> None:
+    """Repository settings, declared and ephemeral repositories, as the policy declares them."""
+
+
+governance_policy_option = click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Policy file (default: $STEWARD_POLICY, else policy.example.yaml).",
+)
+governance_now_option = click.option(
+    "--now", "now_text", help="Evaluate TTLs at this ISO-8601 time (default: now)."
+)
+
+
+def _governance_inputs(policy_path: Path | None, now_text: str | None, local: bool) -> Any:
+    from datetime import UTC, datetime
+
+    from chalicelib.policy import PolicyError, current_policy, load_policy
+
+    if local:
+        use_local_backend()
+    try:
+        loaded = load_policy(policy_path) if policy_path else current_policy()
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from error
+    now = datetime.fromisoformat(now_text) if now_text else datetime.now(UTC)
+    return loaded.policy, now
+
+
+def _echo_governance_change(change: Any, outcome: str | None = None) -> None:
+    label = f"{outcome:<9} " if outcome else ""
+    click.echo(f"{label}{change.operation:<33} {change.repository:<32} {change.reason}")
+
+
+@governance.command("plan")
+@governance_policy_option
+@governance_now_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also list settings already in sync.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def governance_plan(
+    policy_path: Path | None,
+    now_text: str | None,
+    as_json: bool,
+    show_all: bool,
+    region: str | None,
+    local: bool,
+) -> None:
+    """Show the drift between the policy and the registry, and what apply would do."""
+    policy, now = _governance_inputs(policy_path, now_text, local)
+    from chalicelib.governance import plan_governance, read_registry
+    from chalicelib.registry import Registry, RegistryError
+
+    try:
+        section = policy.governance
+        plan = plan_governance(section, read_registry(Registry(region=region), section, now), now)
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(plan.model_dump_json(indent=2))
+        return
+    for change in plan.changes if show_all else plan.drift:
+        _echo_governance_change(change)
+    if not plan.drift:
+        click.echo("no drift: every governed repository is as declared")
+
+
+@governance.command("apply")
+@governance_policy_option
+@governance_now_option
+@click.option("--dry-run", is_flag=True, help="Plan only; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def governance_apply(
+    policy_path: Path | None,
+    now_text: str | None,
+    dry_run: bool,
+    as_json: bool,
+    region: str | None,
+    local: bool,
+) -> None:
+    """Fix the drift: create declared repositories, fix settings, expire ephemeral ones."""
+    policy, now = _governance_inputs(policy_path, now_text, local)
+    from chalicelib.governance import reconcile
+    from chalicelib.registry import Registry, RegistryError
+
+    try:
+        _, result = reconcile(
+            Registry(region=region),
+            policy.governance,
+            now,
+            dry_run=dry_run or policy.dry_run,
+        )
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2, default=str))
+    else:
+        for item in result.results:
+            if item.outcome != "kept":
+                _echo_governance_change(item.change, item.outcome)
+                if item.detail:
+                    click.echo(f"{'':10}{item.detail}")
+    if result.with_outcome("failed"):
+        sys.exit(1)
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+@main.group()
+def lifecycle() -> None:
+    """ECR lifecycle policies: validate them, preview what they would expire or archive."""
+
+
+def _read_lifecycle_policy(path: Path) -> Any:
+    from chalicelib.lifecycle import LifecyclePolicyError, parse_policy
+
+    try:
+        return parse_policy(path.read_text())
+    except LifecyclePolicyError as error:
+        for issue in error.issues:
+            click.echo(f"{path}: {issue}", err=True)
+        sys.exit(1)
+
+
+@lifecycle.command("validate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def lifecycle_validate(file: Path) -> None:
+    """Check a lifecycle policy as ECR would; on error, name every bad field and exit 1."""
+    policy = _read_lifecycle_policy(file)
+    click.echo(f"{file}: valid ({len(policy.rules)} rules)")
+
+
+@lifecycle.command("preview")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Lifecycle policy JSON (with --repository: default the repository's own policy).",
+)
+@click.option(
+    "--images",
+    "images_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='What `aws ecr describe-images` prints: {"imageDetails": [...]}.',
+)
+@click.option(
+    "--index-children",
+    "children_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON {index digest: [child digests]}: children of a kept index are never expired.",
+)
+@click.option("--now", "now_text", help="Evaluate at this ISO-8601 time (default: now, UTC).")
+@click.option("--explain", is_flag=True, help="Also print every image's decision and reason.")
+@click.option("--repository", help="Ask ECR's own preview for this repository instead of --images.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def lifecycle_preview(
+    policy_path: Path | None,
+    images_path: Path | None,
+    children_path: Path | None,
+    now_text: str | None,
+    explain: bool,
+    repository: str | None,
+    region: str | None,
+    local: bool,
+) -> None:
+    """Print get-lifecycle-policy-preview's `previewResults` and `summary` as JSON."""
+    from datetime import UTC, datetime
+
+    from chalicelib.lifecycle import evaluate_details
+
+    if repository:
+        if local:
+            use_local_backend()
+        from chalicelib.lifecycle import preview_repository
+        from chalicelib.registry import Registry, RegistryError
+
+        if policy_path:
+            _read_lifecycle_policy(policy_path)
+        text = policy_path.read_text() if policy_path else None
+        try:
+            preview = preview_repository(Registry(region=region), repository, text)
+        except RegistryError as error:
+            raise click.ClickException(str(error)) from error
+        shown = {"previewResults": preview.results, "summary": preview.summary}
+        click.echo(json.dumps(shown, indent=2, default=str))
+        return
+    if not policy_path or not images_path:
+        raise click.UsageError("give --policy and --images (or --repository)")
+    policy = _read_lifecycle_policy(policy_path)
+    document = json.loads(images_path.read_text())
+    details = document.get("imageDetails", []) if isinstance(document, dict) else document
+    children = json.loads(children_path.read_text()) if children_path else None
+    now = datetime.fromisoformat(now_text) if now_text else datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    try:
+        plan = evaluate_details(policy, details, now, index_children=children)
+    except (KeyError, ValueError) as error:
+        raise click.ClickException(f"{images_path}: not describe-images output: {error}") from error
+    if explain:
+        for decision in plan.decisions:
+            action = decision.action or "keep"
+            click.echo(f"{decision.digest}  {action:<10} {decision.reason}", err=True)
+    shown = {"previewResults": plan.preview_results(), "summary": plan.summary()}
+    click.echo(json.dumps(shown, indent=2))
+
+
+# --- gate --------------------------------------------------------------------------------------
+
+
+@main.group()
+def gate() -> None:
+    """The scan gate's decisions."""
+
+
+@gate.command("status")
+@click.argument("image")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def gate_status_command(image: str, region: str | None, local: bool) -> None:
+    """The decision for REPOSITORY@DIGEST: verdict, reasons, counts, tags, policy version."""
+    if local:
+        use_local_backend()
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region
+    repository, _, digest = image.partition("@")
+    if not repository or not digest:
+        raise click.BadParameter("expected REPOSITORY@DIGEST", param_hint="IMAGE")
+    from chalicelib.gate import gate_status
+
+    record = gate_status(repository, digest)
+    if record is None:
+        raise click.ClickException(f"no gate record for {image}")
+    decision = record.get("decision") or {}
+    click.echo(f"{repository}@{digest}: {record['status']}")
+    for reason in decision.get("reasons", []):
+        click.echo(f"  {reason}")
+    click.echo(json.dumps(record, indent=2))
+
+
+# --- retention and the sweep -------------------------------------------------------------------
+
+
+@main.group()
+def retention() -> None:
+    """Show what retention would keep and delete, and why."""
+
+
+def _retention_inputs(repository: str, region: str | None, local: bool) -> tuple[Any, Any]:
+    if local:
+        use_local_backend()
+    from chalicelib.registry import Registry
+
+    registry = Registry(region=region)
+    return registry, registry.describe_repository(repository)
+
+
+def _now(value: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _load_policy_or_exit(path: Path | None) -> Any:
+    from chalicelib.policy import PolicyError, current_policy, load_policy
+
+    try:
+        return (load_policy(path) if path else current_policy()).policy
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _grace_marks(repository: str) -> Any:
+    """The sweep's first-marked times (read only), so the plan shows the real grace deadlines."""
+    from chalicelib.retention_marks import MarkStore
+    from chalicelib.settings import get_settings
+
+    try:
+        return MarkStore(get_settings().retention_table).load(repository)
+    except Exception as error:  # no table or no access: plan as if nothing were marked yet
+        click.echo(f"note: grace-period marks not read ({error})", err=True)
+        return None
+
+
+def _decision_line(decision: Any) -> str:
+    tags = ",".join(decision.tags) or "-"
+    held = f"  [not now: {decision.deferred}]" if decision.deferred else ""
+    return (
+        f"{decision.action:<6}  {decision.digest[:19]}…  {decision.pushed_at:%Y-%m-%d %H:%M}  "
+        f"{decision.role:<8}  {tags}  {decision.reason}{held}"
+    )
+
+
+@retention.command("plan")
+@click.option("--repository", "-r", required=True)
+@click.option("--policy", "policy_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole plan as JSON.")
+@click.option("--now", help="Plan as of this ISO-8601 moment (default: now).")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def retention_plan(
+    repository: str,
+    policy_path: Path | None,
+    as_json: bool,
+    now: str | None,
+    region: str | None,
+    local: bool,
+) -> None:
+    """Every image of REPOSITORY with keep or delete and the reason. Deletes nothing."""
+    from chalicelib.registry import RegistryError
+    from chalicelib.retention import plan_for_repository
+
+    policy = _load_policy_or_exit(policy_path)
+    try:
+        registry, info = _retention_inputs(repository, region, local)
+        plan = plan_for_repository(
+            registry,
+            policy.retention,
+            info,
+            _now(now),
+            dry_run=policy.dry_run,
+            marks=_grace_marks(repository) if policy.retention.grace_period_days else None,
+        )
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(plan.model_dump_json(indent=2))
+        return
+    for decision in plan.decisions:
+        click.echo(_decision_line(decision))
+    deletes = [d for d in plan.decisions if d.action == "delete"]
+    click.echo(
+        f"{repository}: {plan.images} images, {len(deletes)} to delete "
+        f"({len(plan.deletions)} this run), {plan.images - len(deletes)} kept"
+    )
+    for note in [*plan.notes, *([plan.capped] if plan.capped else [])]:
+        click.echo(f"note: {note}")
+
+
+@retention.command("diff")
+@click.argument("old_policy", type=click.Path(exists=True, path_type=Path))
+@click.argument("new_policy", type=click.Path(exists=True, path_type=Path))
+@click.option("--repository", "-r", required=True)
+@click.option("--now", help="Compare as of this ISO-8601 moment (default: now).")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def retention_diff(
+    old_policy: Path,
+    new_policy: Path,
+    repository: str,
+    now: str | None,
+    region: str | None,
+    local: bool,
+) -> None:
+    """What changing OLD_POLICY to NEW_POLICY would delete (+) or spare (-) in REPOSITORY."""
+    from chalicelib.registry import RegistryError
+    from chalicelib.retention import diff_plans, plan_for_repository, read_repository
+
+    old, new = _load_policy_or_exit(old_policy), _load_policy_or_exit(new_policy)
+    moment = _now(now)
+    try:
+        registry, info = _retention_inputs(repository, region, local)
+        contents = read_repository(registry, repository)
+        plans = [
+            plan_for_repository(registry, p.retention, info, moment, contents=contents)
+            for p in (old, new)
+        ]
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from error
+    changes = diff_plans(*plans)
+    for change in changes:
+        sign = "+" if change.after.action == "delete" else "-"
+        click.echo(
+            f"{sign} {change.digest[:19]}…  {','.join(change.tags) or '-'}  "
+            f"{change.after.action}: {change.after.reason}  (was {change.before.action}: "
+            f"{change.before.reason})"
+        )
+    more = sum(1 for c in changes if c.after.action == "delete")
+    click.echo(f"{repository}: {more} more deleted, {len(changes) - more} more kept")
+
+
+@main.group("sweep")
+def sweep_group() -> None:
+    """The scheduled sweep (retention and other per-repository tasks)."""
+
+
+@sweep_group.command("run")
+@click.option("--queue", envvar="STEWARD_SWEEP_QUEUE", help="Repository-job queue name or URL.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@local_option
+def sweep_run(queue: str | None, region: str | None, local: bool) -> None:
+    """Start a sweep now: one job per repository in scope onto the repository-job queue."""
+    if local:
+        use_local_backend()
+    from datetime import UTC, datetime
+
+    from chalicelib.local.runner import ACCOUNT
+    from chalicelib.registry import Registry
+    from chalicelib.sweep import start_sweep
+
+    registry = Registry(region=region)
+    summary = start_sweep(
+        registry,
+        account=ACCOUNT if local else "",
+        region=registry.region,
+        now=datetime.now(UTC),
+        queue=queue,
+    )
+    click.echo(json.dumps(summary))
+
+
+# --- login (token API) ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("registry")
+@click.option("--repository", help="A repository the credential must cover.")
+@click.option("--access", type=click.Choice(["pull", "push"]), default="pull", show_default=True)
+@click.option("--api", envvar="STEWARD_API_URL", required=True, help="The API's base URL.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the credential into this docker config.json instead of running docker login.",
+)
+@click.option("--docker", "docker_command", default="docker", show_default=True, hidden=True)
+def login(
+    registry: str,
+    repository: str | None,
+    access: str,
+    api: str,
+    config_path: Path | None,
+    docker_command: str,
+) -> None:
+    """Get a scoped credential for REGISTRY from the token API and log docker in with it.
+
+    The caller's JWT comes from STEWARD_TOKEN, STEWARD_TOKEN_FILE or GitHub Actions' OIDC.
+    """
+    from chalicelib.credhelper import (
+        TokenApiError,
+        caller_token,
+        docker_login,
+        fetch_token,
+        merge_docker_config,
+    )
+
+    output = "docker-config" if config_path else "login"
+    try:
+        body = fetch_token(
+            api,
+            registry,
+            access=access,
+            repository=repository,
+            output=output,
+            bearer=caller_token(),
+        )
+    except TokenApiError as error:
+        raise click.ClickException(str(error)) from None
+    if config_path:
+        merge_docker_config(config_path, body)
+        click.echo(f"wrote {', '.join(body['auths'])} to {config_path} (until {body['expiresAt']})")
+        return
+    status = docker_login(body, docker_command)
+    if status:
+        raise click.ClickException(f"docker login failed ({status})")
+    click.echo(f"logged in to {body['proxyEndpoint']} until {body['expiresAt']}")
+
+
+# --- replicate ---------------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.option("--rule", "rule_name", help="The replication rule (its `name` in the policy).")
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; copy nothing.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
+@local_option
+@click.pass_context
+def replicate(
+    ctx: click.Context, rule_name: str | None, dry_run: bool, region: str | None, local: bool
+) -> None:
+    """Backfill: copy the existing images a replication rule selects, only what is missing."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not rule_name:
+        raise click.UsageError("--rule NAME is required")
+    if local:
+        use_local_backend()
+    from tqdm import tqdm
+
+    from chalicelib.policy import PolicyError
+    from chalicelib.registry import RegistryError
+    from chalicelib.replication import run_backfill
+
+    bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
+    done = {"images": 0, "total": 0}
+
+    def on_jobs(jobs: list[Any]) -> None:
+        done["total"] = len(jobs)
+        bar.set_description(f"images 0/{len(jobs)}")
+
+    def on_image(result: Any) -> None:
+        done["images"] += 1
+        bar.set_description(f"images {done['images']}/{done['total']}")
+        if dry_run:
+            for line in [f"{result.source} → {result.destination}", *result.plan]:
+                tqdm.write(f"  {line}", file=sys.stderr)
+
+    try:
+        summary = run_backfill(
+            rule_name,
+            region=region,
+            dry_run=dry_run,
+            on_jobs=on_jobs,
+            on_bytes=bar.update,
+            on_image=on_image,
+        )
+    except (LookupError, PolicyError, RegistryError) as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        bar.close()
+    for failure in summary.errors:
+        click.echo(f"failed: {failure}", err=True)
+    moved = (
+        f"{summary.bytes_planned} bytes to move"
+        if dry_run
+        else f"{summary.bytes_moved} bytes moved"
+    )
+    click.echo(
+        f"rule {summary.rule}{' (dry run)' if dry_run else ''}: {summary.images} images "
+        f"({summary.copied} copied, {summary.unchanged} already there, {summary.failed} failed), "
+        f"{moved}, {summary.bytes_skipped} bytes skipped (already at the destination)"
+    )
+    if summary.failed:
+        sys.exit(1)
+
+
+@replicate.command("native")
+@click.option("--rule", "rule_name", required=True, help="The replication rule to express.")
+@click.option("--dry-run", is_flag=True, help="Show the configuration; do not write it.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
+@local_option
+def replicate_native(rule_name: str, dry_run: bool, region: str | None, local: bool) -> None:
+    """Write ECR's own replication configuration for a rule ECR can express, or say why not."""
+    if local:
+        use_local_backend()
+    from chalicelib.policy import PolicyError
+    from chalicelib.registry import RegistryError
+    from chalicelib.replication import run_native
+
+    try:
+        plan = run_native(rule_name, region=region, apply=not dry_run)
+    except (LookupError, PolicyError, RegistryError) as error:
+        raise click.ClickException(str(error)) from error
+    if not plan.expressible:
+        click.echo(f"rule {rule_name}: ECR's replication cannot express it:", err=True)
+        for reason in plan.reasons:
+            click.echo(f"  - {reason}", err=True)
+        click.echo("ecr-steward's own replication (on push, or `steward replicate`) can.", err=True)
+        sys.exit(2)
+    click.echo(json.dumps({"rules": plan.configuration}, indent=2))
+    for note in plan.reasons:
+        click.echo(f"note: {note}", err=True)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"rule {rule_name}: {verb} put-replication-configuration", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

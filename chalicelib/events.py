@@ -165,6 +165,7 @@ EventKind = Literal[
     "replication-action",
     "pull-through-cache",
     "scan-resource-change",
+    "gate-decision",
     "unhandled",
 ]
 
@@ -179,6 +180,8 @@ _MODELS: dict[tuple[str, str], tuple[EventKind, type[Envelope[Any]]]] = {
     ("aws.ecr", "ECR Replication Action"): ("replication-action", ReplicationActionEvent),
     ("aws.ecr", "ECR Pull Through Cache Action"): ("pull-through-cache", PullThroughCacheEvent),
     ("aws.ecr", "ECR Scan Resource Change"): ("scan-resource-change", ScanResourceChangeEvent),
+    # The scan gate's own decisions (chalicelib/gate_records.py); replication's `gate` trigger.
+    ("steward.gate", "Steward Gate Decision"): ("gate-decision", UnhandledEvent),
 }
 
 

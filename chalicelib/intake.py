@@ -156,7 +156,15 @@ def _route(event: dict[str, Any]) -> dict[str, Any]:
 # (event, now) and returns its outcome, or None when none of its rules applies. Modules are
 # imported only when an event needs them, so a cold start pays for what it uses.
 REACTIONS: dict[str, tuple[str, ...]] = {
-    "push": ("chalicelib.tagging:react_to_push",),
+    "push": (
+        "chalicelib.tagging:react_to_push",
+        "chalicelib.gate:react_to_push",
+        "chalicelib.replication:react_to_push",
+    ),
+    "image-scan": ("chalicelib.gate:react_to_scan",),
+    "inspector-scan": ("chalicelib.gate:react_to_scan",),
+    "delete": ("chalicelib.replication:react_to_delete",),
+    "gate-decision": ("chalicelib.replication:react_to_gate_decision",),
 }
 
 

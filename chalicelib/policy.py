@@ -15,7 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.gate import GatePolicy
+from chalicelib.governance import GovernancePolicy
+from chalicelib.replication import ReplicationRules
+from chalicelib.retention import RetentionSettings
 from chalicelib.tagging import TaggingRule
+from chalicelib.tokens import TokenSettings
 
 
 class Policy(BaseModel):
@@ -30,6 +35,26 @@ class Policy(BaseModel):
     )
     tagging: list[TaggingRule] = Field(
         default_factory=list, description="What a pushed image is tagged with."
+    )
+    tokens: TokenSettings = Field(
+        default_factory=TokenSettings,
+        description="Credential vending: trusted issuers and grants for GET /v1/token.",
+    )
+    gate: GatePolicy = Field(
+        default_factory=GatePolicy,
+        description="Scan gate: promote clean images, quarantine vulnerable ones, fail closed.",
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="What the scheduled sweep prunes, and what it never deletes.",
+    )
+    governance: GovernancePolicy = Field(
+        default_factory=GovernancePolicy,
+        description="Repository settings, declared and ephemeral repositories, kept as declared.",
+    )
+    replication: ReplicationRules = Field(
+        default_factory=list,
+        description="Copies of images to other repositories, regions and accounts.",
     )
 
     def tagging_rules(self, repository: str) -> list[TaggingRule]:

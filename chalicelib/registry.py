@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from chalicelib.images import ACCEPTED_MEDIA_TYPES, Manifest, digest_of, media_type_of
 
@@ -29,6 +29,7 @@ THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
 TRANSIENT_CODES = frozenset({"ServerException", "ServiceUnavailable", "InternalFailure"})
+ARN_ADDRESSED_OPERATIONS = frozenset({"list_tags_for_resource", "tag_resource", "untag_resource"})
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -152,6 +153,9 @@ class RepositoryInfo(BaseModel):
     mutability_exclusions: list[str] = []
     scan_on_push: bool = False
     created_at: datetime | None = None
+    # Governance: ECR fixes encryption at creation, so it is read to report drift only.
+    encryption_type: str = "AES256"
+    kms_key: str | None = None
 
 
 class ImageDetail(BaseModel):
@@ -182,6 +186,21 @@ class DeleteOutcome(BaseModel):
     failures: list[dict[str, Any]] = []
 
 
+# Lifecycle preview (chalicelib/lifecycle.py): get-lifecycle-policy-preview's page limit is 100.
+LIFECYCLE_PREVIEW_PAGE = 100
+
+
+class LifecyclePreview(BaseModel):
+    """get-lifecycle-policy-preview's answer with every page gathered (`previewResults` as ECR
+    returns them)."""
+
+    repository: str
+    status: str
+    policy_text: str | None = None
+    results: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+
+
 # --- the gateway ----------------------------------------------------------------------------
 
 
@@ -196,7 +215,10 @@ class Registry:
         client: Any = None,
         session: Any = None,
         max_attempts: int = 10,
+        limiter: Callable[[str], None] | None = None,
     ) -> None:
+        # Replication: paces each call by operation (chalicelib.ratelimit) before it is sent.
+        self._limiter = limiter
         self._region = region
         self._registry_id = registry_id
         self._client = client
@@ -234,8 +256,12 @@ class Registry:
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         self.calls[operation] += 1
+        if self._limiter is not None:
+            self._limiter(operation)
         try:
-            response: dict[str, Any] = getattr(self.client, operation)(**self._ids(), **params)
+            # Tag operations name the repository by ARN and take no registryId.
+            ids = {} if operation in ARN_ADDRESSED_OPERATIONS else self._ids()
+            response: dict[str, Any] = getattr(self.client, operation)(**ids, **params)
         except Exception as error:  # botocore raises several unrelated types
             raise _translate(error, operation) from error
         return response
@@ -255,6 +281,8 @@ class Registry:
             ],
             scan_on_push=raw.get("imageScanningConfiguration", {}).get("scanOnPush", False),
             created_at=raw.get("createdAt"),
+            encryption_type=raw.get("encryptionConfiguration", {}).get("encryptionType", "AES256"),
+            kms_key=raw.get("encryptionConfiguration", {}).get("kmsKey"),
         )
 
     def describe_repository(self, name: str) -> RepositoryInfo:
@@ -281,13 +309,21 @@ class Registry:
         tag_mutability: TagMutability = "MUTABLE",
         scan_on_push: bool = False,
         tags: dict[str, str] | None = None,
+        mutability_exclusions: list[str] | None = None,
+        encryption: dict[str, str] | None = None,
     ) -> RepositoryInfo:
+        extra: dict[str, Any] = {}
+        if mutability_exclusions:
+            extra["imageTagMutabilityExclusionFilters"] = _exclusion_filters(mutability_exclusions)
+        if encryption:
+            extra["encryptionConfiguration"] = encryption
         response = self._call(
             "create_repository",
             repositoryName=name,
             imageTagMutability=tag_mutability,
             imageScanningConfiguration={"scanOnPush": scan_on_push},
             tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+            **extra,
         )
         return self._repository(response["repository"])
 
@@ -518,6 +554,285 @@ class Registry:
         if self.missing_layers(repository, [digest]):
             self.upload_blob(repository, io.BytesIO(data), digest)
         return digest
+
+    # replication: ECR's own registry replication (chalicelib/replication.py) -----------------
+
+    def _own_registry_call(self, operation: str, **params: Any) -> dict[str, Any]:
+        # These act on the caller's own registry and take no registryId.
+        self.calls[operation] += 1
+        try:
+            response: dict[str, Any] = getattr(self.client, operation)(**params)
+        except Exception as error:
+            raise _translate(error, operation) from error
+        return response
+
+    def get_replication_rules(self) -> list[dict[str, Any]]:
+        """The registry's replication rules, as describe-registry reports them."""
+        response = self._own_registry_call("describe_registry")
+        rules: list[dict[str, Any]] = response.get("replicationConfiguration", {}).get("rules", [])
+        return rules
+
+    def put_replication_rules(self, rules: list[dict[str, Any]]) -> None:
+        """put-replication-configuration: replaces the registry's whole rule set."""
+        self._own_registry_call(
+            "put_replication_configuration", replicationConfiguration={"rules": rules}
+        )
+
+    # governance: repository settings (chalicelib/governance.py) ------------------------------
+
+    def get_repository_policy(self, repository: str) -> str | None:
+        """The repository policy text, or None when the repository has none."""
+        try:
+            response = self._call("get_repository_policy", repositoryName=repository)
+        except RegistryError as error:
+            if error.code == "RepositoryPolicyNotFoundException":
+                return None
+            raise
+        return str(response["policyText"])
+
+    def set_repository_policy(self, repository: str, policy_text: str) -> None:
+        self._call("set_repository_policy", repositoryName=repository, policyText=policy_text)
+
+    def delete_repository_policy(self, repository: str) -> bool:
+        """False when there was no policy to delete (already in the wanted state)."""
+        try:
+            self._call("delete_repository_policy", repositoryName=repository)
+        except RegistryError as error:
+            if error.code == "RepositoryPolicyNotFoundException":
+                return False
+            raise
+        return True
+
+    def get_lifecycle_policy(self, repository: str) -> str | None:
+        """The lifecycle policy text, or None when the repository has none."""
+        try:
+            response = self._call("get_lifecycle_policy", repositoryName=repository)
+        except RegistryError as error:
+            if error.code == "LifecyclePolicyNotFoundException":
+                return None
+            raise
+        return str(response["lifecyclePolicyText"])
+
+    def put_lifecycle_policy(self, repository: str, policy_text: str) -> None:
+        self._call(
+            "put_lifecycle_policy", repositoryName=repository, lifecyclePolicyText=policy_text
+        )
+
+    def delete_lifecycle_policy(self, repository: str) -> bool:
+        """False when there was no policy to delete (already in the wanted state)."""
+        try:
+            self._call("delete_lifecycle_policy", repositoryName=repository)
+        except RegistryError as error:
+            if error.code == "LifecyclePolicyNotFoundException":
+                return False
+            raise
+        return True
+
+    def list_repository_tags(self, repository_arn: str) -> dict[str, str]:
+        """Resource tags (not image tags) of a repository."""
+        response = self._call("list_tags_for_resource", resourceArn=repository_arn)
+        return {t["Key"]: t["Value"] for t in response.get("tags", [])}
+
+    def tag_repository(self, repository_arn: str, tags: dict[str, str]) -> None:
+        self._call(
+            "tag_resource",
+            resourceArn=repository_arn,
+            tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+    def untag_repository(self, repository_arn: str, keys: Iterable[str]) -> None:
+        self._call("untag_resource", resourceArn=repository_arn, tagKeys=list(keys))
+
+    def put_scan_on_push(self, repository: str, scan_on_push: bool) -> None:
+        self._call(
+            "put_image_scanning_configuration",
+            repositoryName=repository,
+            imageScanningConfiguration={"scanOnPush": scan_on_push},
+        )
+
+    def get_scanning_configurations(self, repositories: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """batch-get-repository-scanning-configuration, 25 names a call (ECR's limit)."""
+        found: dict[str, dict[str, Any]] = {}
+        for batch in _batches(list(repositories), 25):
+            response = self._call(
+                "batch_get_repository_scanning_configuration", repositoryNames=batch
+            )
+            for config in response.get("scanningConfigurations", []):
+                found[config["repositoryName"]] = config
+        return found
+
+    def put_tag_mutability(
+        self, repository: str, mode: TagMutability, exclusions: list[str] | None = None
+    ) -> None:
+        """put-image-tag-mutability. ECR wants filters with the *_WITH_EXCLUSION modes only."""
+        extra: dict[str, Any] = {}
+        if exclusions:
+            extra["imageTagMutabilityExclusionFilters"] = _exclusion_filters(exclusions)
+        self._call(
+            "put_image_tag_mutability",
+            repositoryName=repository,
+            imageTagMutability=mode,
+            **extra,
+        )
+
+    def delete_repository(self, repository: str, *, force: bool = False) -> bool:
+        """False when the repository was already gone. A repository with images and no `force`
+        fails with code RepositoryNotEmptyException."""
+        try:
+            self._call("delete_repository", repositoryName=repository, force=force)
+        except RepositoryNotFound:
+            return False
+        return True
+
+    def has_images(self, repository: str) -> bool:
+        """Whether the repository holds any image, archived ones included (one small call)."""
+        response = self._call(
+            "list_images",
+            repositoryName=repository,
+            maxResults=1,
+            filter={"tagStatus": "ANY", "imageStatus": "ANY"},
+        )
+        return bool(response.get("imageIds"))
+
+    # lifecycle: ECR's own lifecycle-policy preview (chalicelib/lifecycle.py) -----------------
+
+    def start_lifecycle_preview(self, repository: str, policy_text: str | None = None) -> str:
+        """start-lifecycle-policy-preview; without `policy_text`, of the repository's policy.
+
+        Returns the status. Codes: LifecyclePolicyNotFoundException (no policy at all),
+        LifecyclePolicyPreviewInProgressException (one is already running).
+        """
+        extra = {"lifecyclePolicyText": policy_text} if policy_text is not None else {}
+        response = self._call("start_lifecycle_policy_preview", repositoryName=repository, **extra)
+        return str(response.get("status", "IN_PROGRESS"))
+
+    def get_lifecycle_preview(self, repository: str) -> LifecyclePreview:
+        """get-lifecycle-policy-preview, every page (100 results a call, ECR's maximum)."""
+        preview: LifecyclePreview | None = None
+        token: str | None = None
+        while True:
+            page = self._call(
+                "get_lifecycle_policy_preview",
+                repositoryName=repository,
+                maxResults=LIFECYCLE_PREVIEW_PAGE,
+                **({"nextToken": token} if token else {}),
+            )
+            if preview is None:
+                preview = LifecyclePreview(
+                    repository=repository,
+                    status=page.get("status", "IN_PROGRESS"),
+                    policy_text=page.get("lifecyclePolicyText"),
+                    summary=page.get("summary", {}),
+                )
+            preview.results.extend(page.get("previewResults", []))
+            token = page.get("nextToken")
+            if not token or preview.status != "COMPLETE":
+                return preview
+
+    def lifecycle_preview(
+        self,
+        repository: str,
+        policy_text: str | None = None,
+        *,
+        poll_seconds: float = 5.0,
+        max_polls: int = 20,
+    ) -> LifecyclePreview:
+        """Start a preview and poll until it is COMPLETE (the waiter's 5 s, 20 times), or FAILED."""
+        import time
+
+        self.start_lifecycle_preview(repository, policy_text)
+        for _ in range(max_polls):
+            preview = self.get_lifecycle_preview(repository)
+            if preview.status != "IN_PROGRESS":
+                return preview
+            time.sleep(poll_seconds)
+        return preview
+
+    # gate: image scanning (chalicelib/gate.py) ------------------------------------------------
+
+    def start_image_scan(self, repository: str, digest: str) -> str:
+        """start-image-scan; returns the scan status, or why ECR will not scan (not an error:
+        once a day per image, and not an index or an archived image)."""
+        try:
+            response = self._call(
+                "start_image_scan", repositoryName=repository, imageId={"imageDigest": digest}
+            )
+        except RegistryError as error:
+            if error.code in (
+                "LimitExceededException",
+                "UnsupportedImageTypeException",
+                "ImageArchivedException",
+            ):
+                return error.code
+            raise
+        return str(response.get("imageScanStatus", {}).get("status", "IN_PROGRESS"))
+
+    def scan_findings(self, repository: str, digest: str) -> dict[str, Any]:
+        """describe-image-scan-findings, every page: `findings` (basic), `enhancedFindings`
+        (enhanced), `status`."""
+        out: dict[str, Any] = {"findings": [], "enhancedFindings": [], "status": None}
+        token: str | None = None
+        while True:
+            page = self._call(
+                "describe_image_scan_findings",
+                repositoryName=repository,
+                imageId={"imageDigest": digest},
+                maxResults=PAGE_SIZE,
+                **({"nextToken": token} if token else {}),
+            )
+            found = page.get("imageScanFindings", {})
+            out["findings"].extend(found.get("findings", []))
+            out["enhancedFindings"].extend(found.get("enhancedFindings", []))
+            out["status"] = page.get("imageScanStatus", {}).get("status")
+            token = page.get("nextToken")
+            if not token:
+                return out
+
+    # tokens: credential vending (chalicelib/tokens.py) ---------------------------------------
+
+    @classmethod
+    def with_credentials(
+        cls, region: str, access_key_id: str, secret_access_key: str, session_token: str
+    ) -> Registry:
+        """A gateway acting as a scoped, assumed-role session rather than the service itself.
+        No registry id: get-authorization-token takes none (its `registryIds` is deprecated)."""
+        import boto3
+
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=region,
+        )
+        # A caller waits on this request: a few quick retries, not adaptive backoff.
+        return cls(region=region, session=session, max_attempts=3)
+
+    def authorization_token(self) -> AuthorizationToken:
+        """get-authorization-token: a docker login credential carrying this gateway's identity."""
+        import base64
+
+        data = self._call("get_authorization_token")["authorizationData"][0]
+        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        return AuthorizationToken(
+            username=username,
+            password=SecretStr(password),
+            proxy_endpoint=data["proxyEndpoint"],
+            expires_at=data["expiresAt"],
+        )
+
+
+class AuthorizationToken(BaseModel):
+    """What get-authorization-token returns. The password is a SecretStr so that no repr or
+    log line can show it."""
+
+    username: str
+    password: SecretStr
+    proxy_endpoint: str
+    expires_at: datetime
+
+
+def _exclusion_filters(patterns: list[str]) -> list[dict[str, str]]:
+    return [{"filterType": "WILDCARD", "filter": p} for p in patterns]
 
 
 _REGISTRIES: dict[tuple[str, str], Registry] = {}

@@ -6,12 +6,22 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Names the embedded backend creates; on AWS the stage's config sets the deployed names.
 DEFAULT_IDEMPOTENCY_TABLE = "steward-idempotency"
 DEFAULT_EVENTS_DLQ = "steward-ecr-events-dlq"
+# sweep and retention
+DEFAULT_SWEEP_QUEUE = "steward-repository-jobs"
+DEFAULT_SWEEP_DLQ = "steward-repository-jobs-dlq"
+DEFAULT_RETENTION_TABLE = "steward-retention-marks"
+# scan gate
+DEFAULT_GATE_TABLE = "steward-gate-decisions"
+# replication: copy jobs and the record of what each rule copied
+DEFAULT_REPLICATION_QUEUE = "steward-replication-jobs"
+DEFAULT_REPLICATION_DLQ = "steward-replication-jobs-dlq"
+DEFAULT_REPLICATION_TABLE = "steward-replication-copies"
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -32,6 +42,28 @@ class Settings(BaseModel):
     idempotency_table: str
     dead_letter_queue: str
     idempotency_ttl_seconds: int
+    # sweep and retention (read here so the constructor above stays as it was)
+    sweep_queue: str = Field(
+        default_factory=lambda: os.environ.get("STEWARD_SWEEP_QUEUE", DEFAULT_SWEEP_QUEUE)
+    )
+    retention_table: str = Field(
+        default_factory=lambda: os.environ.get("STEWARD_RETENTION_TABLE", DEFAULT_RETENTION_TABLE)
+    )
+    # scan gate: the decisions table
+    gate_table: str = Field(
+        default_factory=lambda: os.environ.get("STEWARD_GATE_TABLE", DEFAULT_GATE_TABLE)
+    )
+    # replication: the copy-job queue and the table of copies each rule made
+    replication_queue: str = Field(
+        default_factory=lambda: os.environ.get(
+            "STEWARD_REPLICATION_QUEUE", DEFAULT_REPLICATION_QUEUE
+        )
+    )
+    replication_table: str = Field(
+        default_factory=lambda: os.environ.get(
+            "STEWARD_REPLICATION_TABLE", DEFAULT_REPLICATION_TABLE
+        )
+    )
 
     @classmethod
     def from_env(cls) -> Settings:

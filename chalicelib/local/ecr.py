@@ -39,7 +39,11 @@ from moto.ecr.exceptions import (
 from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability, ecr_backends
 from moto.ecr.responses import ECRResponse
 
+from . import scanning
 from .blobs import BlobStore, BlobUrlSigner
+from .governance import RESPONSE_HANDLERS as GOVERNANCE_HANDLERS
+from .lifecycle_preview import RESPONSE_HANDLERS as LIFECYCLE_HANDLERS
+from .tokens import RESPONSE_HANDLERS as TOKEN_HANDLERS
 
 logger = logging.getLogger(__name__)
 
@@ -536,6 +540,8 @@ class EmbeddedECRBackend(ECRBackend):
                 if image_tag:
                     image.update_tag(image_tag)
             self._emit_image_action(repo, "PUSH", computed, image_tag, media_type)
+            if existing is None:
+                scanning.scan_on_push(self, repo, image)  # ECR scans new images, not retags
             return image
 
     def batch_get_image(  # type: ignore[override]
@@ -998,6 +1004,10 @@ _RESPONSE_HANDLERS = {
     "describe_images": _describe_images,
     "list_images": _list_images,
     "get_download_url_for_layer": _get_download_url_for_layer,
+    **GOVERNANCE_HANDLERS,  # repository settings (chalicelib/local/governance.py)
+    **scanning.RESPONSE_HANDLERS,  # image scanning (chalicelib/local/scanning.py)
+    **LIFECYCLE_HANDLERS,  # lifecycle preview and policy (chalicelib/local/lifecycle_preview.py)
+    **TOKEN_HANDLERS,  # get-authorization-token (chalicelib/local/tokens.py)
 }
 _install_lock = threading.Lock()
 

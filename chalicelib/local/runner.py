@@ -44,6 +44,13 @@ def invoke_on_ecr_event(event: dict[str, Any]) -> Any:
     return app.on_ecr_event(event, LocalLambdaContext())
 
 
+def invoke_on_copy_job(event: dict[str, Any]) -> Any:
+    """Invoke the replication consumer as Lambda's SQS event source mapping does."""
+    import app
+
+    return app.on_copy_job(event, LocalLambdaContext())
+
+
 def configure_environment(endpoint_url: str) -> None:
     """Every boto3 client in this process talks to the embedded endpoint, never to AWS."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint_url
@@ -73,6 +80,19 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
         pump = EventPump(boto3.client("sqs"), resources.events_queue_url, invoke_on_ecr_event)
         pump_thread = threading.Thread(target=pump.run, args=(stop,), daemon=True)
         pump_thread.start()
+        # Sweep jobs (chalicelib/sweep.py) go to on_repository_job as the SQS event source would.
+        from chalicelib.local.jobs import SqsJobPump
+        from chalicelib.local.sweep import invoke_on_repository_job
+
+        sweep_pump = SqsJobPump(
+            boto3.client("sqs"), resources.repository_jobs_queue_url, invoke_on_repository_job
+        )
+        threading.Thread(target=sweep_pump.run, args=(stop,), daemon=True).start()
+        # Replication copy jobs go to on_copy_job, likewise.
+        copy_pump = SqsJobPump(
+            boto3.client("sqs"), resources.replication_queue_url, invoke_on_copy_job
+        )
+        threading.Thread(target=copy_pump.run, args=(stop,), daemon=True).start()
 
         def _stop(signum: int, frame: Any) -> None:
             stop.set()

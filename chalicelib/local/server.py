@@ -326,12 +326,14 @@ class Bootstrapped:
     rule_name: str
     rule_arn: str
     idempotency_table: str
+    replication_queue_url: str = ""
+    repository_jobs_queue_url: str = ""
 
 
 EVENTS_QUEUE = "steward-ecr-events"
 DEAD_LETTER_QUEUE = DEFAULT_EVENTS_DLQ
 EVENT_RULE_NAME = "steward-ecr-events"
-EVENT_PATTERN = {"source": ["aws.ecr", "aws.inspector2"]}
+EVENT_PATTERN = {"source": ["aws.ecr", "aws.inspector2", "steward.gate"]}
 # Lambda retries an async (EventBridge) invocation twice, then gives up to its DLQ: 3 attempts.
 MAX_RECEIVE_COUNT = 3
 
@@ -430,7 +432,33 @@ def bootstrap(
     )
 
     _ensure_table(dynamodb, idempotency_table)
+    # Scan gate decisions (chalicelib/gate_records.py): one item per (repository, digest).
+    from chalicelib.settings import DEFAULT_GATE_TABLE
+
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        dynamodb.create_table(
+            TableName=DEFAULT_GATE_TABLE,
+            AttributeDefinitions=[
+                {"AttributeName": "repository", "AttributeType": "S"},
+                {"AttributeName": "digest", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "repository", "KeyType": "HASH"},
+                {"AttributeName": "digest", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    # Replication (chalicelib/local/jobs.py): the copy-job queue and the copies table.
+    from .jobs import bootstrap_replication
+
+    replication_queue_url = bootstrap_replication(sqs, dynamodb)
+    # The sweep (chalicelib/local/sweep.py): repository-job queue, retention marks table.
+    from .sweep import bootstrap_sweep
+
+    repository_jobs_queue_url = bootstrap_sweep(sqs, dynamodb)
     return Bootstrapped(
+        repository_jobs_queue_url=repository_jobs_queue_url,
+        replication_queue_url=replication_queue_url,
         events_queue_url=queue_url,
         events_queue_arn=queue_arn,
         dead_letter_queue_url=dlq_url,

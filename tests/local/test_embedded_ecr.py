@@ -815,7 +815,9 @@ def test_bootstrap_is_idempotent(aws: Any) -> None:
     }
     events = aws.client("events")
     rule = events.describe_rule(Name="steward-ecr-events")
-    assert json.loads(rule["EventPattern"]) == {"source": ["aws.ecr", "aws.inspector2"]}
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["aws.ecr", "aws.inspector2", "steward.gate"]
+    }
     targets = events.list_targets_by_rule(Rule="steward-ecr-events")["Targets"]
     assert [t["Arn"] for t in targets] == [aws.resources.events_queue_arn]
 

@@ -1,0 +1,57 @@
+"""SQS data access for fan-out jobs: send many small messages, 10 a call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+SEND_BATCH = 10  # SQS's send-message-batch limit
+SEND_ATTEMPTS = 3
+
+
+@lru_cache(maxsize=1)
+def _sqs() -> Any:
+    import boto3
+
+    return boto3.client("sqs")
+
+
+@lru_cache(maxsize=8)
+def queue_url(queue: str) -> str:
+    """A queue URL from a name (or the URL itself)."""
+    if queue.startswith(("https://", "http://")):
+        return queue
+    return str(_sqs().get_queue_url(QueueName=queue)["QueueUrl"])
+
+
+class SendFailed(RuntimeError):
+    """SQS refused some messages after retries; the caller's invocation should be retried."""
+
+
+def send_jobs(queue: str, bodies: Iterable[str], client: Any = None) -> int:
+    """Send each body as one message (send-message-batch, 10 a call); returns calls made.
+
+    Entries SQS reports as failed are resent (up to 3 attempts); a sender fault is not retried.
+    """
+    sqs = client or _sqs()
+    url = queue_url(queue)
+    pending = list(bodies)
+    calls = 0
+    for start in range(0, len(pending), SEND_BATCH):
+        entries = [
+            {"Id": str(n), "MessageBody": body}
+            for n, body in enumerate(pending[start : start + SEND_BATCH])
+        ]
+        for _ in range(SEND_ATTEMPTS):
+            calls += 1
+            response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            failed = {f["Id"]: f for f in response.get("Failed", [])}
+            if not failed:
+                break
+            if any(f.get("SenderFault") for f in failed.values()):
+                raise SendFailed(f"SQS refused jobs: {list(failed.values())}")
+            entries = [e for e in entries if e["Id"] in failed]
+        else:
+            raise SendFailed(f"SQS kept failing {len(entries)} jobs")
+    return calls

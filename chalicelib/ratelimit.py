@@ -1,0 +1,100 @@
+"""Token buckets per ECR operation, at the TPS ECR documents (shared/reference/limits.md).
+
+ECR throttles per account and region with token buckets; a copy that makes thousands of
+upload-layer-part calls should spend its own budget evenly rather than find the limit by
+`ThrottlingException`. The buckets pace calls before they are sent; the gateway's adaptive retries
+still absorb whatever throttling other clients of the same account cause.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+# Default rate quotas per account and region (Service Quotas, API rate quotas), keyed by the
+# gateway's snake_case operation names. Operations without a published rate are not paced here.
+ECR_TPS: dict[str, float] = {
+    "batch_check_layer_availability": 1000,
+    "batch_get_image": 2000,
+    "complete_layer_upload": 100,
+    "get_authorization_token": 500,
+    "get_download_url_for_layer": 3000,
+    "initiate_layer_upload": 100,
+    "put_image": 10,
+    "upload_layer_part": 500,
+}
+
+
+class TokenBucket:
+    """`rate` tokens a second, holding at most `burst`; `acquire` waits for one token."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(rate, 1.0)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0  # seconds spent waiting, for benchmarks
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def acquire(self, tokens: float = 1.0) -> float:
+        """Take `tokens`, sleeping until they are there; returns the seconds waited."""
+        with self._lock:
+            self._refill()
+            self._tokens -= tokens
+            # A negative balance is a queue: each caller waits for its own share of the refill.
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+            self.waited += wait
+        if wait:
+            self._sleep(wait)
+        return wait
+
+
+class RateLimiter:
+    """One bucket per operation; callable as the gateway's `limiter(operation)` hook."""
+
+    def __init__(
+        self,
+        rates: dict[str, float] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.buckets = {
+            operation: TokenBucket(rate, clock=clock, sleep=sleep)
+            for operation, rate in (ECR_TPS if rates is None else rates).items()
+        }
+
+    def __call__(self, operation: str) -> None:
+        bucket = self.buckets.get(operation)
+        if bucket is not None:
+            bucket.acquire()
+
+
+_LIMITERS: dict[tuple[str, str], RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def limiter_for(account: str, region: str) -> RateLimiter:
+    """The process's limiter for one registry: ECR's quotas are per account and region."""
+    with _LIMITERS_LOCK:
+        key = (account, region)
+        if key not in _LIMITERS:
+            _LIMITERS[key] = RateLimiter()
+        return _LIMITERS[key]
