@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,6 +35,7 @@ from chalicelib.gate_records import (
 )
 from chalicelib.images import INDEX_MEDIA_TYPES, Manifest
 from chalicelib.registry import Registry, RegistryError
+from chalicelib.selection import matches_any
 
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED"]
 # Basic scanning says COMPLETE; Inspector says INITIAL_SCAN_COMPLETE, then SCAN_COMPLETE on
@@ -117,7 +117,7 @@ class GateRule(BaseModel):
         return bool(self.allowlist) or self.max_cvss is not None or self.ignore_unfixed
 
     def matches(self, repository: str) -> bool:
-        return any(fnmatchcase(repository, glob) for glob in self.repositories)
+        return matches_any(repository, self.repositories)
 
 
 class GatePolicy(BaseModel):
@@ -131,7 +131,7 @@ class GatePolicy(BaseModel):
     )
 
     def rule_for(self, repository: str) -> GateRule | None:
-        if any(fnmatchcase(repository, glob) for glob in self.exempt):
+        if matches_any(repository, self.exempt):
             return None
         return next((rule for rule in self.rules if rule.matches(repository)), None)
 
@@ -316,7 +316,7 @@ def plan_tags(
     for tag in sorted(have - {quarantine_tag}):
         if tag in rule.promotion_tags:
             actions.append(TagAction(action="remove", tag=tag, reason="promotion tag: gate failed"))
-        elif any(fnmatchcase(tag, glob) for glob in rule.quarantine_removes):
+        elif matches_any(tag, rule.quarantine_removes):
             actions.append(TagAction(action="remove", tag=tag, reason="release tag: gate failed"))
     return actions
 
@@ -582,7 +582,8 @@ class Gate:
 # --- reactions (on_ecr_event) ----------------------------------------------------------------
 
 
-def _context(account: str, region: str, now: datetime) -> tuple[Gate, GatePolicy] | None:
+def _context(event: Envelope[Any], now: datetime) -> tuple[Gate, GateRule] | None:
+    """The gate and the rule for the event's repository; None when no gate rule applies."""
     from chalicelib.gate_records import records
     from chalicelib.policy import current_policy, dry_run
     from chalicelib.registry import registry_for
@@ -592,26 +593,24 @@ def _context(account: str, region: str, now: datetime) -> tuple[Gate, GatePolicy
     if not gate_policy.rules:
         return None
     gate = Gate(
-        registry_for(account, region),
+        registry_for(event.account, event.region),
         records(),
         gate_policy,
         policy_version=loaded.fingerprint,
         now=now,
         dry_run=dry_run(loaded.policy),
     )
-    return gate, gate_policy
+    rule = gate_policy.rule_for(event.detail.repository_name)
+    return None if rule is None else (gate, rule)
 
 
 def react_to_scan(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
     """`ECR Image Scan` and `Inspector2 Scan`: record the result, decide, apply."""
     detail = event.detail
-    context = _context(event.account, event.region, now)
+    context = _context(event, now)
     if context is None:
         return None
-    gate, policy = context
-    rule = policy.rule_for(detail.repository_name)
-    if rule is None:
-        return None
+    gate, rule = context
     record = gate.record(detail.repository_name, detail.image_digest, event.account, event.region)
     record.scan = ScanResult(
         source="enhanced" if event.source == "aws.inspector2" else "basic",
@@ -630,13 +629,10 @@ def react_to_push(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
     tag = detail.image_tag
     if tag and _COSIGN_TAG.match(tag):
         return None
-    context = _context(event.account, event.region, now)
+    context = _context(event, now)
     if context is None:
         return None
-    gate, policy = context
-    rule = policy.rule_for(detail.repository_name)
-    if rule is None:
-        return None
+    gate, rule = context
     digest = str(detail.image_digest)
     record = gate.record(detail.repository_name, digest, event.account, event.region)
     if record.decision is not None and record.status != "pending":
@@ -662,9 +658,7 @@ def _push_changes_nothing(rule: GateRule, record: GateRecord, tag: str | None) -
     quarantine_tag = render_quarantine_tag(rule.quarantine_tag, record.digest)
     if tag == quarantine_tag:
         return True
-    return tag not in rule.promotion_tags and not any(
-        fnmatchcase(tag, glob) for glob in rule.quarantine_removes
-    )
+    return tag not in rule.promotion_tags and not matches_any(tag, rule.quarantine_removes)
 
 
 def _start_scan(registry: Registry, repository: str, digest: str, detail: Any) -> str | None:

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from chalicelib.clients import client as aws_client
+
 Verdict = Literal["pass", "fail", "pending"]
 
 EVENT_SOURCE = "steward.gate"
@@ -108,9 +110,7 @@ class GateRecords:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
+            self._client = aws_client("dynamodb")
         return self._client
 
     def get(self, repository: str, digest: str) -> GateRecord | None:
@@ -208,13 +208,6 @@ def records() -> GateRecords:
 # --- the decision event ------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _events() -> Any:
-    import boto3
-
-    return boto3.client("events")
-
-
 def publish_decision(record: GateRecord) -> str | None:
     """Put one `steward.gate` event on the default bus; returns its id.
 
@@ -239,7 +232,7 @@ def publish_decision(record: GateRecord) -> str | None:
         "decided-at": _iso(record.decided_at) if record.decided_at else None,
     }
     arn = f"arn:aws:ecr:{record.region}:{record.account}:repository/{record.repository}"
-    response = _events().put_events(
+    response = aws_client("events").put_events(
         Entries=[
             {
                 "Source": EVENT_SOURCE,

@@ -25,12 +25,12 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.registry import RepositoryInfo
+from chalicelib.selection import RepositoryRule, matches_any
 
 if TYPE_CHECKING:
     from chalicelib.registry import Registry
@@ -107,15 +107,10 @@ class Encryption(BaseModel):
         return config
 
 
-class GovernanceRule(BaseModel):
+class GovernanceRule(RepositoryRule):
     """Desired settings for the repositories matching `repositories`. An unset field is not
     managed. Rules apply in order: for each field the last rule that sets it wins; tags merge."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    repositories: list[str] = Field(
-        min_length=1, description="Repository name globs (fnmatch), e.g. `team-a/*` or `*`."
-    )
     scan_on_push: bool | None = Field(default=None, description="Basic scanning on push.")
     tag_mutability: EcrMutability | None = Field(
         default=None,
@@ -145,6 +140,7 @@ class GovernanceRule(BaseModel):
     @field_validator("repositories")
     @classmethod
     def _globs_not_empty(cls, value: list[str]) -> list[str]:
+        # Replaces RepositoryRule's check with a stricter one: a blank glob is refused too.
         if any(not glob.strip() for glob in value):
             raise ValueError("a repository glob cannot be empty")
         return value
@@ -197,9 +193,6 @@ class GovernanceRule(BaseModel):
             raise ValueError(f"{self.tag_mutability} needs mutability_exclusions")
         return self
 
-    def selects(self, repository: str) -> bool:
-        return any(fnmatchcase(repository, glob) for glob in self.repositories)
-
 
 class EphemeralRule(BaseModel):
     """Repositories matching `repositories` are deleted once `ttl` has passed since creation."""
@@ -227,7 +220,7 @@ class EphemeralRule(BaseModel):
         return timedelta(**{TTL_UNITS[found["unit"]]: int(found["n"])})
 
     def selects(self, repository: str) -> bool:
-        return any(fnmatchcase(repository, glob) for glob in self.repositories)
+        return matches_any(repository, self.repositories)
 
 
 class GovernancePolicy(BaseModel):

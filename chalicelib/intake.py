@@ -59,25 +59,14 @@ def reject(raw: Any, reason: str) -> dict[str, Any]:
 
 def dead_letter(raw: Any, reason: str) -> None:
     body = json.dumps({"reason": reason, "event": raw}, default=str)
-    _sqs().send_message(
-        QueueUrl=_dead_letter_queue_url(get_settings().dead_letter_queue),
+    from chalicelib.clients import client as aws_client
+    from chalicelib.jobqueue import queue_url
+
+    aws_client("sqs").send_message(
+        QueueUrl=queue_url(get_settings().dead_letter_queue),
         MessageBody=body,
         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1024]}},
     )
-
-
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    import boto3
-
-    return boto3.client("sqs")
-
-
-@lru_cache(maxsize=8)
-def _dead_letter_queue_url(queue: str) -> str:
-    if queue.startswith(("https://", "http://")):
-        return queue
-    return str(_sqs().get_queue_url(QueueName=queue)["QueueUrl"])
 
 
 # --- exactly once in effect --------------------------------------------------------------------

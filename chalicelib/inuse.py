@@ -11,11 +11,12 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chalicelib.clients import client as aws_client
 from chalicelib.retention import InUse, InUseSettings
+from chalicelib.tables import repository_items
 
 CACHE_SECONDS = 300
 # registry host / repository [:tag] [@digest]
@@ -67,17 +68,6 @@ class InUseIndex:
         return found
 
 
-def _client(service: str) -> Any:
-    return _clients(service)
-
-
-@lru_cache(maxsize=8)
-def _clients(service: str) -> Any:
-    import boto3
-
-    return boto3.client(service)
-
-
 def collect(settings: InUseSettings) -> InUseIndex:
     index = InUseIndex()
     if settings.ecs:
@@ -119,7 +109,7 @@ def _add(index: InUseIndex, image: str | None, source: str) -> None:
 
 
 def _ecs(index: InUseIndex, revisions: int) -> None:
-    ecs = _client("ecs")
+    ecs = aws_client("ecs")
     definitions: dict[str, str] = {}  # task definition ARN → why it counts
     for page in ecs.get_paginator("list_clusters").paginate():
         for cluster in page.get("clusterArns", []):
@@ -179,7 +169,7 @@ def _ecs_services(ecs: Any, cluster: str, definitions: dict[str, str]) -> None:
 
 
 def _lambda(index: InUseIndex) -> None:
-    client = _client("lambda")
+    client = aws_client("lambda")
     for page in client.get_paginator("list_functions").paginate():
         for function in page.get("Functions", []):
             if function.get("PackageType") != "Image":
@@ -192,7 +182,7 @@ def _lambda(index: InUseIndex) -> None:
 
 
 def _ssm(index: InUseIndex, name: str) -> None:
-    value = _client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    value = aws_client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
     _lines(index, value, f"operator list (SSM {name})")
 
 
@@ -225,17 +215,11 @@ def promoted_since(repository: str, since: datetime) -> tuple[dict[str, datetime
     except (ImportError, AttributeError) as error:
         return {}, f"gate promotions not checked: the gate is not available ({error})"
     found: dict[str, datetime] = {}
-    paginator = store.client.get_paginator("query")
-    for page in paginator.paginate(
-        TableName=store.table,
-        KeyConditionExpression="repository = :r",
-        ExpressionAttributeValues={":r": {"S": repository}},
-    ):
-        for item in page.get("Items", []):
-            if "body" not in item:
-                continue
-            record = GateRecord.model_validate_json(item["body"]["S"])
-            decided = record.decided_at
-            if record.status == "pass" and decided is not None and decided >= since:
-                found[record.digest] = decided
+    for item in repository_items(store.client, store.table, repository):
+        if "body" not in item:
+            continue
+        record = GateRecord.model_validate_json(item["body"]["S"])
+        decided = record.decided_at
+        if record.status == "pass" and decided is not None and decided >= since:
+            found[record.digest] = decided
     return found, None

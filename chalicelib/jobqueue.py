@@ -1,20 +1,16 @@
-"""SQS data access for fan-out jobs: send many small messages, 10 a call."""
+"""SQS data access: queue URLs, fan-out jobs sent 10 a call (the sweep's repository jobs,
+replication's copy jobs), and the consumer side's partial batch responses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
+from chalicelib.clients import client as aws_client
+
 SEND_BATCH = 10  # SQS's send-message-batch limit
 SEND_ATTEMPTS = 3
-
-
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    import boto3
-
-    return boto3.client("sqs")
 
 
 @lru_cache(maxsize=8)
@@ -22,19 +18,22 @@ def queue_url(queue: str) -> str:
     """A queue URL from a name (or the URL itself)."""
     if queue.startswith(("https://", "http://")):
         return queue
-    return str(_sqs().get_queue_url(QueueName=queue)["QueueUrl"])
+    return str(aws_client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
 
 
 class SendFailed(RuntimeError):
     """SQS refused some messages after retries; the caller's invocation should be retried."""
 
 
-def send_jobs(queue: str, bodies: Iterable[str], client: Any = None) -> int:
+def send_jobs(
+    queue: str, bodies: Iterable[str], client: Any = None, *, attempts: int = SEND_ATTEMPTS
+) -> int:
     """Send each body as one message (send-message-batch, 10 a call); returns calls made.
 
-    Entries SQS reports as failed are resent (up to 3 attempts); a sender fault is not retried.
+    Entries SQS reports as failed are resent (up to `attempts` in all); a sender fault is not
+    retried.
     """
-    sqs = client or _sqs()
+    client = client or aws_client("sqs")
     url = queue_url(queue)
     pending = list(bodies)
     calls = 0
@@ -43,9 +42,9 @@ def send_jobs(queue: str, bodies: Iterable[str], client: Any = None) -> int:
             {"Id": str(n), "MessageBody": body}
             for n, body in enumerate(pending[start : start + SEND_BATCH])
         ]
-        for _ in range(SEND_ATTEMPTS):
+        for _ in range(attempts):
             calls += 1
-            response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            response = client.send_message_batch(QueueUrl=url, Entries=entries)
             failed = {f["Id"]: f for f in response.get("Failed", [])}
             if not failed:
                 break
@@ -55,3 +54,34 @@ def send_jobs(queue: str, bodies: Iterable[str], client: Any = None) -> int:
         else:
             raise SendFailed(f"SQS kept failing {len(entries)} jobs")
     return calls
+
+
+def process_jobs(
+    event: dict[str, Any],
+    context: Any,
+    handle: Callable[[Any], dict[str, Any]],
+    failed_metric: str,
+) -> dict[str, Any]:
+    """One SQS batch as Lambda delivers it: `handle` each record; a record that raises is
+    reported in `batchItemFailures` (and counted under `failed_metric`) and comes back alone."""
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
+    from chalicelib.observability import count, flush_metrics
+
+    try:
+        processor = BatchProcessor(event_type=EventType.SQS)
+        response: dict[str, Any] = dict(
+            process_partial_response(
+                event=event, record_handler=handle, processor=processor, context=context
+            )
+        )
+        failed = len(response.get("batchItemFailures", []))
+        if failed:
+            count(failed_metric, failed)
+        return response
+    finally:
+        flush_metrics()

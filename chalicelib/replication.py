@@ -41,6 +41,7 @@ from chalicelib.registry import (
     RepositoryNotFound,
     TagMutability,
 )
+from chalicelib.selection import matches_any
 
 COSIGN_SUFFIXES = ("sig", "att", "sbom")
 # Layers of one image copied at once. Each holds about one upload part (10 MiB) plus its
@@ -163,7 +164,7 @@ class ReplicationRule(BaseModel):
         return any(f is not None for f in (self.tags, self.tag_regex, self.tag_semver))
 
     def selects_repository(self, repository: str) -> bool:
-        return any(fnmatchcase(repository, glob) for glob in self.repositories)
+        return matches_any(repository, self.repositories)
 
     def selects_tag(self, tag: str) -> bool:
         """Whether a tag is one this rule copies (cosign sidecars follow their subject instead)."""
@@ -888,13 +889,8 @@ def execute_job(job: CopyJob, *, dry_run: bool = False) -> dict[str, Any]:
 
 def handle_copy_jobs(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The `on_copy_job` SQS consumer: each record one job; failures are reported per record."""
-    from aws_lambda_powertools.utilities.batch import (
-        BatchProcessor,
-        EventType,
-        process_partial_response,
-    )
-
-    from chalicelib.observability import count, flush_metrics, logger
+    from chalicelib.jobqueue import process_jobs
+    from chalicelib.observability import count, logger
     from chalicelib.policy import current_policy, dry_run
 
     policy = current_policy().policy
@@ -908,19 +904,7 @@ def handle_copy_jobs(event: dict[str, Any], context: Any = None) -> dict[str, An
             count("ReplicationJobsDone")
             return outcome
 
-    try:
-        processor = BatchProcessor(event_type=EventType.SQS)
-        response: dict[str, Any] = dict(
-            process_partial_response(
-                event=event, record_handler=handle, processor=processor, context=context
-            )
-        )
-        failed = len(response.get("batchItemFailures", []))
-        if failed:
-            count("ReplicationJobsFailed", failed)
-        return response
-    finally:
-        flush_metrics()
+    return process_jobs(event, context, handle, "ReplicationJobsFailed")
 
 
 def enqueue(jobs: list[CopyJob]) -> int:

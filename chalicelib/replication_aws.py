@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from chalicelib.clients import client as aws_client
 from chalicelib.ratelimit import limiter_for
 from chalicelib.registry import Registry
 
 # Assumed-role credentials last an hour; a gateway is rebuilt well before they expire.
 SESSION_SECONDS = 3600
 SESSION_REUSE_SECONDS = 2700
-SQS_BATCH = 10
 
 _registries: dict[tuple[str, str, str | None], tuple[float, Registry]] = {}
 _registries_lock = threading.Lock()
@@ -76,39 +76,17 @@ def caller_account() -> str:
 # --- the job queue -----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _sqs() -> Any:
-    return _boto3().client("sqs")
-
-
-@lru_cache(maxsize=8)
-def _queue_url(queue: str) -> str:
-    if queue.startswith(("https://", "http://")):
-        return queue
-    return str(_sqs().get_queue_url(QueueName=queue)["QueueUrl"])
-
-
 def enqueue_jobs(queue: str, bodies: Iterable[str]) -> int:
     """Send message bodies, ten a call; a message SQS refuses raises (nothing silently lost)."""
-    url = _queue_url(queue)
+    from chalicelib.jobqueue import send_jobs
+
     pending = list(bodies)
-    for start in range(0, len(pending), SQS_BATCH):
-        batch = pending[start : start + SQS_BATCH]
-        response = _sqs().send_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(n), "MessageBody": body} for n, body in enumerate(batch)],
-        )
-        if response.get("Failed"):
-            raise RuntimeError(f"SQS refused copy jobs: {response['Failed']}")
+    # No resend here: the failed invocation is retried whole, and copy jobs are idempotent.
+    send_jobs(queue, pending, attempts=1)
     return len(pending)
 
 
 # --- the ledger: what each rule copied -----------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _dynamodb() -> Any:
-    return _boto3().client("dynamodb")
 
 
 def ledger_key(rule: str, account: str, region: str, repository: str, digest: str) -> str:
@@ -123,7 +101,7 @@ def record_copies(table: str, keys: dict[str, list[str]]) -> None:
         if tags:
             update += " ADD tags :tags"
             values[":tags"] = {"SS": sorted(set(tags))}
-        _dynamodb().update_item(
+        aws_client("dynamodb").update_item(
             TableName=table,
             Key={"id": {"S": key}},
             UpdateExpression=update,
@@ -133,7 +111,9 @@ def record_copies(table: str, keys: dict[str, list[str]]) -> None:
 
 def copy_record(table: str, key: str) -> list[str] | None:
     """The tags the rule put on this destination image, or None if the rule did not make it."""
-    item = _dynamodb().get_item(TableName=table, Key={"id": {"S": key}}, ConsistentRead=True)
+    item = aws_client("dynamodb").get_item(
+        TableName=table, Key={"id": {"S": key}}, ConsistentRead=True
+    )
     if "Item" not in item:
         return None
     return sorted(item["Item"].get("tags", {}).get("SS", []))
@@ -142,9 +122,9 @@ def copy_record(table: str, key: str) -> list[str] | None:
 def forget_copy(table: str, key: str, tag: str | None = None) -> None:
     """Drop the record (the image is gone), or only one tag from it."""
     if tag is None:
-        _dynamodb().delete_item(TableName=table, Key={"id": {"S": key}})
+        aws_client("dynamodb").delete_item(TableName=table, Key={"id": {"S": key}})
         return
-    _dynamodb().update_item(
+    aws_client("dynamodb").update_item(
         TableName=table,
         Key={"id": {"S": key}},
         UpdateExpression="DELETE tags :tag",
@@ -154,7 +134,9 @@ def forget_copy(table: str, key: str, tag: str | None = None) -> None:
 
 def reset_caches() -> None:
     """Forget clients and gateways (tests switch endpoints and state between cases)."""
-    for cached in (_boto3, _sqs, _queue_url, _dynamodb):
+    from chalicelib.jobqueue import queue_url
+
+    for cached in (_boto3, aws_client, queue_url):
         cached.cache_clear()
     with _registries_lock:
         _registries.clear()

@@ -24,38 +24,23 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.images import INDEX_MEDIA_TYPES, Manifest
 from chalicelib.registry import ImageDetail, Registry, RepositoryInfo
+from chalicelib.selection import RepositoryRule, rules_for
 
 # --- the policy section (chalicelib/lifecycle.py compiles these: keep them stable) -------------
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    repositories: list[str] = Field(
-        min_length=1, description="Repository name globs (fnmatch), e.g. `team-a/*` or `*`."
-    )
+class _Rule(RepositoryRule):
     dry_run: bool = Field(
         default=False, description="Plan this rule's deletions but never carry them out."
     )
     description: str | None = Field(default=None, description="Shown in every reason it gives.")
-
-    @field_validator("repositories")
-    @classmethod
-    def _globs_not_empty(cls, value: list[str]) -> list[str]:
-        if any(not glob for glob in value):
-            raise ValueError("a repository glob cannot be empty")
-        return value
-
-    def selects(self, repository: str) -> bool:
-        return any(fnmatchcase(repository, glob) for glob in self.repositories)
 
 
 class KeepNewest(_Rule):
@@ -159,7 +144,7 @@ class RetentionSettings(BaseModel):
     in_use: InUseSettings = Field(default_factory=InUseSettings)
 
     def rules_for(self, repository: str) -> list[RetentionRule]:
-        return [rule for rule in self.rules if rule.selects(repository)]
+        return rules_for(self.rules, repository)
 
 
 # --- the plan ----------------------------------------------------------------------------------

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
+from chalicelib.clients import client as aws_client
+from chalicelib.tables import repository_items
+
 BATCH_WRITE = 25  # DynamoDB's batch-write-item limit
-
-
-@lru_cache(maxsize=1)
-def _dynamodb() -> Any:
-    import boto3
-
-    return boto3.client("dynamodb")
 
 
 class MarkStore:
@@ -28,19 +23,13 @@ class MarkStore:
 
     @property
     def client(self) -> Any:
-        return self._client or _dynamodb()
+        return self._client or aws_client("dynamodb")
 
     def load(self, repository: str) -> dict[str, datetime]:
-        marks: dict[str, datetime] = {}
-        paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table,
-            KeyConditionExpression="repository = :r",
-            ExpressionAttributeValues={":r": {"S": repository}},
-        ):
-            for item in page.get("Items", []):
-                marks[item["digest"]["S"]] = datetime.fromisoformat(item["marked_at"]["S"])
-        return marks
+        return {
+            item["digest"]["S"]: datetime.fromisoformat(item["marked_at"]["S"])
+            for item in repository_items(self.client, self.table, repository)
+        }
 
     def save(self, repository: str, marks: Mapping[str, datetime]) -> None:
         self._write(
@@ -73,22 +62,3 @@ class MarkStore:
                     break
             if batch:
                 raise RuntimeError(f"DynamoDB left {len(batch)} grace-period marks unwritten")
-
-
-def ensure_table(dynamodb: Any, name: str) -> None:
-    """Create the marks table if missing (the embedded backend's bootstrap; infra on AWS)."""
-    try:
-        dynamodb.create_table(
-            TableName=name,
-            AttributeDefinitions=[
-                {"AttributeName": "repository", "AttributeType": "S"},
-                {"AttributeName": "digest", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "repository", "KeyType": "HASH"},
-                {"AttributeName": "digest", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except dynamodb.exceptions.ResourceInUseException:
-        return

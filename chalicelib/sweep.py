@@ -148,29 +148,12 @@ def run_repository_job(job: RepositoryJob, now: datetime) -> dict[str, Any]:
 
 def handle_repository_jobs(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The body of `on_repository_job`: one SQS batch, partial failure reported per message."""
-    from aws_lambda_powertools.utilities.batch import (
-        BatchProcessor,
-        EventType,
-        process_partial_response,
-    )
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-    from chalicelib.observability import count, flush_metrics
+    from chalicelib.jobqueue import process_jobs
 
     def run(record: SQSRecord) -> dict[str, Any]:
         job = RepositoryJob.model_validate_json(record.body)
         return run_repository_job(job, datetime.now(UTC))
 
-    processor = BatchProcessor(event_type=EventType.SQS)
-    try:
-        response: dict[str, Any] = dict(
-            process_partial_response(
-                event=event, record_handler=run, processor=processor, context=context
-            )
-        )
-        failures = len(response.get("batchItemFailures", []))
-        if failures:
-            count("SweepJobsFailed", failures)
-        return response
-    finally:
-        flush_metrics()
+    return process_jobs(event, context, run, "SweepJobsFailed")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -31,6 +30,7 @@ from semver import Version
 from chalicelib.events import Envelope
 from chalicelib.images import Manifest
 from chalicelib.registry import ImageDetail, Registry, RepositoryInfo, TagImmutable
+from chalicelib.selection import RepositoryRule, rules_for
 
 # Docker's tag grammar. ECR itself accepts up to 300 characters, but docker and containerd
 # clients refuse tags over 128, so a longer tag could be put but never pulled by tag.
@@ -69,14 +69,9 @@ class TagCopy(BaseModel):
         return value
 
 
-class TaggingRule(BaseModel):
+class TaggingRule(RepositoryRule):
     """One `tagging:` rule of the policy: which pushes it reacts to and which tags it derives."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    repositories: list[str] = Field(
-        min_length=1, description="Repository name globs (fnmatch), e.g. `team-a/*` or `*`."
-    )
     match: str = Field(
         default="*",
         description="Glob on the pushed tag; also limits which tags count as releases.",
@@ -101,13 +96,6 @@ class TaggingRule(BaseModel):
         "{major} {minor} {patch} {<regex group>}.",
     )
     copies: list[TagCopy] = Field(default_factory=list)
-
-    @field_validator("repositories")
-    @classmethod
-    def _globs_not_empty(cls, value: list[str]) -> list[str]:
-        if any(not glob for glob in value):
-            raise ValueError("a repository glob cannot be empty")
-        return value
 
     @field_validator("match_regex")
     @classmethod
@@ -139,15 +127,6 @@ class TaggingRule(BaseModel):
             return {} if fnmatchcase(tag, self.match) else None
         found = re.fullmatch(self.match_regex, tag)
         return _groups(found) if found else None
-
-
-def rules_for(rules: Iterable[TaggingRule], repository: str) -> list[TaggingRule]:
-    """The rules whose repository globs select `repository` (fnmatch: `*` also crosses `/`)."""
-    return [rule for rule in rules if _selects(rule, repository)]
-
-
-def _selects(rule: TaggingRule, repository: str) -> bool:
-    return any(fnmatchcase(repository, glob) for glob in rule.repositories)
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -349,7 +328,7 @@ def plan_tags(
     date of an image `images` does not list.
     """
     plan = TaggingPlan(repository=repository.name, digest=digest, pushed_tag=pushed_tag)
-    applicable = [(n, rule) for n, rule in enumerate(rules) if _selects(rule, repository.name)]
+    applicable = [(n, rule) for n, rule in enumerate(rules) if rule.selects(repository.name)]
     if pushed_tag is None:
         plan.notes.append("pushed by digest only: derives nothing")
         return plan

@@ -11,6 +11,7 @@ from botocore.config import Config
 
 from chalicelib.local import scanning
 from chalicelib.samples import build_image, build_index
+from tests.aws_helpers import take_queued_events
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 
@@ -22,19 +23,7 @@ def ecr(aws):
 
 
 def queued_events(aws) -> list[dict]:
-    sqs = boto3.client("sqs")
-    found = []
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=aws.resources.events_queue_url, MaxNumberOfMessages=10
-        ).get("Messages", [])
-        if not batch:
-            return found
-        for message in batch:
-            found.append(json.loads(message["Body"]))
-            sqs.delete_message(
-                QueueUrl=aws.resources.events_queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
+    return take_queued_events(boto3.client("sqs"), aws.resources.events_queue_url)
 
 
 def findings(n: int, severity: str) -> list[dict]:

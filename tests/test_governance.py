@@ -22,6 +22,7 @@ from chalicelib.governance import (
 from chalicelib.policy import PolicyError, parse_policy
 from chalicelib.registry import Registry, RegistryError
 from chalicelib.samples import build_image
+from tests.aws_helpers import scheduled_event
 from tests.imagefactory import push_built
 
 MUTATING = {
@@ -479,19 +480,7 @@ def test_cli_plan_then_apply(aws, tmp_path: Path, monkeypatch) -> None:
 
 # --- the schedule and the sweep, through the Lambda handlers -----------------------------------
 
-SCHEDULED_EVENT = {
-    "version": "0",
-    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-11-27T12:00:00Z",
-    "region": "us-east-1",
-    "resources": [
-        "arn:aws:events:us-east-1:123456789012:rule/ecr-steward-dev-governance_reconcile"
-    ],
-    "detail": {},
-}
+SCHEDULED_EVENT = scheduled_event("governance_reconcile", "2026-11-27T12:00:00Z")
 
 
 def test_schedule_creates_declared_and_expires_ephemeral(

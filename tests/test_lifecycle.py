@@ -21,6 +21,7 @@ from chalicelib.lifecycle import (
     evaluate_details,
     parse_policy,
 )
+from tests.lifecycle_rules import ARCHIVE_THEN_DELETE_RULES
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -253,31 +254,7 @@ def test_all_images_example_b_combines_every_rule_type() -> None:
 
 # --- archive ("sinceImagePulled" → transition, "sinceImageTransitioned" → expire) -------------
 
-ARCHIVE_THEN_DELETE = policy(
-    {
-        "rulePriority": 1,
-        "description": "Archive images not pulled in 90 days",
-        "selection": {
-            "tagStatus": "any",
-            "countType": "sinceImagePulled",
-            "countUnit": "days",
-            "countNumber": 90,
-        },
-        "action": {"type": "transition", "targetStorageClass": "archive"},
-    },
-    {
-        "rulePriority": 2,
-        "description": "Delete images archived for more than 365 days",
-        "selection": {
-            "tagStatus": "any",
-            "storageClass": "archive",
-            "countType": "sinceImageTransitioned",
-            "countUnit": "days",
-            "countNumber": 365,
-        },
-        "action": {"type": "expire"},
-    },
-)
+ARCHIVE_THEN_DELETE = policy(*ARCHIVE_THEN_DELETE_RULES)
 
 
 def test_archive_images_not_pulled_then_delete_after_a_year_in_archive() -> None:

@@ -16,6 +16,7 @@ from chalicelib.local.runner import LocalLambdaContext
 from chalicelib.local.sweep import invoke_on_repository_job
 from chalicelib.registry import Registry, RepositoryInfo
 from chalicelib.samples import build_image
+from tests.aws_helpers import scheduled_event
 from tests.imagefactory import push_built
 
 POLICY = """
@@ -27,17 +28,7 @@ retention:
       older_than_days: 0
 """
 
-SCHEDULED_EVENT = {
-    "version": "0",
-    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-11-27T04:00:00Z",
-    "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/ecr-steward-dev-start_sweep"],
-    "detail": {},
-}
+SCHEDULED_EVENT = scheduled_event("start_sweep", "2026-11-27T04:00:00Z")
 
 
 def explode_on_broken(registry: Registry, repository: RepositoryInfo, now: datetime) -> dict:

@@ -40,8 +40,44 @@ def to_aws_envelope(body: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-class EventPump:
+class QueuePump:
+    """Poll a queue into a handler until it is empty (`drain`) or told to stop (`run`)."""
+
+    name = "queue pump"  # in log lines
+
+    def poll(self, wait_seconds: int = 0) -> tuple[int, int]:
+        """One receive and its deliveries; returns (messages received, delivered)."""
+        raise NotImplementedError
+
+    def drain(self, max_rounds: int = 50) -> int:
+        """Deliver until the queue reports nothing to receive; returns how many were delivered.
+
+        A message whose handler keeps failing is retried on each round until the queue's
+        redrive policy moves it to the dead-letter queue, or `max_rounds` is reached.
+        """
+        delivered = 0
+        for _ in range(max_rounds):
+            received, ok = self.poll(wait_seconds=0)
+            delivered += ok
+            if received == 0:
+                break
+        return delivered
+
+    def run(self, stop: threading.Event) -> None:
+        """Long-poll (1 s) and deliver until `stop` is set."""
+        while not stop.is_set():
+            try:
+                self.poll(wait_seconds=1)
+            except Exception:
+                # The endpoint going away (shutdown) or a transient error: keep the loop alive.
+                logger.exception("%s: receive failed", self.name)
+                stop.wait(1)
+
+
+class EventPump(QueuePump):
     """Deliver queued EventBridge events to `invoke`, at least once, in arrival order per poll."""
+
+    name = "event pump"
 
     def __init__(
         self,
@@ -73,30 +109,6 @@ class EventPump:
             if self._deliver(message):
                 delivered += 1
         return len(messages), delivered
-
-    def drain(self, max_rounds: int = 50) -> int:
-        """Deliver until the queue reports nothing to receive; returns how many were delivered.
-
-        A message whose handler keeps failing is retried on each round until the queue's
-        redrive policy moves it to the dead-letter queue, or `max_rounds` is reached.
-        """
-        delivered = 0
-        for _ in range(max_rounds):
-            received, ok = self.poll(wait_seconds=0)
-            delivered += ok
-            if received == 0:
-                break
-        return delivered
-
-    def run(self, stop: threading.Event) -> None:
-        """Long-poll (1 s) and deliver until `stop` is set."""
-        while not stop.is_set():
-            try:
-                self.poll(wait_seconds=1)
-            except Exception:
-                # The endpoint going away (shutdown) or a transient error: keep the loop alive.
-                logger.exception("event pump: receive failed")
-                stop.wait(1)
 
     def _deliver(self, message: dict[str, Any]) -> bool:
         receipt = message["ReceiptHandle"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,8 @@ from chalicelib.settings import (
     DEFAULT_REPLICATION_QUEUE,
     DEFAULT_REPLICATION_TABLE,
 )
+
+from .delivery import QueuePump
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +33,37 @@ MAX_RECEIVE_COUNT = 5
 
 def bootstrap_replication(sqs: Any, dynamodb: Any) -> str:
     """The copy-job queue (+ DLQ, redrive) and the copies table; returns the queue URL."""
-    from .server import _ensure_table
+    from .server import ensure_table
 
-    dlq_url = sqs.create_queue(QueueName=DEFAULT_REPLICATION_DLQ)["QueueUrl"]
+    url = bootstrap_job_queue(
+        sqs,
+        DEFAULT_REPLICATION_QUEUE,
+        DEFAULT_REPLICATION_DLQ,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+        max_receive_count=MAX_RECEIVE_COUNT,
+    )
+    ensure_table(dynamodb, DEFAULT_REPLICATION_TABLE, ttl_attribute="expiration")
+    return url
+
+
+def bootstrap_job_queue(
+    sqs: Any, queue: str, dead_letter_queue: str, *, visibility_timeout: int, max_receive_count: int
+) -> str:
+    """A job queue and its dead-letter queue, with the redrive; returns the queue URL."""
+    dlq_url = sqs.create_queue(QueueName=dead_letter_queue)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    url = str(sqs.create_queue(QueueName=DEFAULT_REPLICATION_QUEUE)["QueueUrl"])
+    url = str(sqs.create_queue(QueueName=queue)["QueueUrl"])
     sqs.set_queue_attributes(
         QueueUrl=url,
         Attributes={
-            "VisibilityTimeout": str(VISIBILITY_TIMEOUT),
+            "VisibilityTimeout": str(visibility_timeout),
             "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
             ),
         },
     )
-    _ensure_table(dynamodb, DEFAULT_REPLICATION_TABLE)
     return url
 
 
@@ -72,8 +87,10 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
     }
 
 
-class SqsJobPump:
+class SqsJobPump(QueuePump):
     """Deliver queued jobs to `invoke(event)` in batches, honouring partial batch failures."""
+
+    name = "job pump"
 
     def __init__(
         self,
@@ -95,7 +112,7 @@ class SqsJobPump:
         self.region = self.queue_arn.split(":")[3]
 
     def poll(self, wait_seconds: int = 0) -> tuple[int, int]:
-        """One receive and one invocation; returns (records received, records failed)."""
+        """One receive and one invocation; returns (records received, records succeeded)."""
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=self.batch_size,
@@ -122,22 +139,4 @@ class SqsJobPump:
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
-        return len(messages), len(failed)
-
-    def drain(self, max_rounds: int = 50) -> int:
-        """Invoke until nothing is left to receive; returns how many records succeeded."""
-        succeeded = 0
-        for _ in range(max_rounds):
-            received, failed = self.poll()
-            succeeded += received - failed
-            if received == 0:
-                break
-        return succeeded
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll(wait_seconds=1)
-            except Exception:
-                logger.exception("job pump: receive failed")
-                stop.wait(1)
+        return len(messages), len(messages) - len(failed)

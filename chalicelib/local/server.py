@@ -431,23 +431,11 @@ def bootstrap(
         ],
     )
 
-    _ensure_table(dynamodb, idempotency_table)
+    ensure_table(dynamodb, idempotency_table, ttl_attribute="expiration")
     # Scan gate decisions (chalicelib/gate_records.py): one item per (repository, digest).
     from chalicelib.settings import DEFAULT_GATE_TABLE
 
-    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-        dynamodb.create_table(
-            TableName=DEFAULT_GATE_TABLE,
-            AttributeDefinitions=[
-                {"AttributeName": "repository", "AttributeType": "S"},
-                {"AttributeName": "digest", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "repository", "KeyType": "HASH"},
-                {"AttributeName": "digest", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    ensure_table(dynamodb, DEFAULT_GATE_TABLE, hash_key="repository", range_key="digest")
     # Replication (chalicelib/local/jobs.py): the copy-job queue and the copies table.
     from .jobs import bootstrap_replication
 
@@ -469,15 +457,27 @@ def bootstrap(
     )
 
 
-def _ensure_table(dynamodb: Any, name: str) -> None:
+def ensure_table(
+    dynamodb: Any,
+    name: str,
+    *,
+    hash_key: str = "id",
+    range_key: str | None = None,
+    ttl_attribute: str | None = None,
+) -> None:
+    """Create a table of string keys, billed per request, unless it is already there; with
+    `ttl_attribute`, items expire at the epoch seconds that attribute holds."""
+    keys = [(hash_key, "HASH")] + ([(range_key, "RANGE")] if range_key else [])
     with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
         # Already there (second bootstrap): keep it and its items.
         dynamodb.create_table(
             TableName=name,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+            KeySchema=[{"AttributeName": k, "KeyType": kind} for k, kind in keys],
             BillingMode="PAY_PER_REQUEST",
         )
+    if ttl_attribute is None:
+        return
     dynamodb.get_waiter("table_exists").wait(
         TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )
@@ -485,5 +485,5 @@ def _ensure_table(dynamodb: Any, name: str) -> None:
     if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
         dynamodb.update_time_to_live(
             TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
         )

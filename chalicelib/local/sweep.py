@@ -3,7 +3,6 @@ retention grace-period table. `make run` consumes the queue with `SqsJobPump` (j
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from chalicelib.settings import DEFAULT_RETENTION_TABLE, DEFAULT_SWEEP_DLQ, DEFAULT_SWEEP_QUEUE
@@ -16,23 +15,18 @@ MAX_RECEIVE_COUNT = 3
 
 def bootstrap_sweep(sqs: Any, dynamodb: Any) -> str:
     """Create the repository-job queue, its DLQ and the retention table; returns the queue URL."""
-    from chalicelib.retention_marks import ensure_table
+    from .jobs import bootstrap_job_queue
+    from .server import ensure_table
 
-    dlq_url = sqs.create_queue(QueueName=DEFAULT_SWEEP_DLQ)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url = str(sqs.create_queue(QueueName=DEFAULT_SWEEP_QUEUE)["QueueUrl"])
-    sqs.set_queue_attributes(
-        QueueUrl=url,
-        Attributes={
-            "VisibilityTimeout": str(VISIBILITY_TIMEOUT),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
-            ),
-        },
+    url = bootstrap_job_queue(
+        sqs,
+        DEFAULT_SWEEP_QUEUE,
+        DEFAULT_SWEEP_DLQ,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+        max_receive_count=MAX_RECEIVE_COUNT,
     )
-    ensure_table(dynamodb, DEFAULT_RETENTION_TABLE)
+    # One item per (repository, digest): chalicelib/retention_marks.py.
+    ensure_table(dynamodb, DEFAULT_RETENTION_TABLE, hash_key="repository", range_key="digest")
     return url
 
 

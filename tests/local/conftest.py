@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.aws_helpers import take_queued_events
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -179,18 +181,6 @@ def queued_events(aws: Any, sqs: Any) -> Any:
     """Take every message off the bootstrap events queue; returns their parsed bodies."""
 
     def take() -> list[dict[str, Any]]:
-        bodies: list[dict[str, Any]] = []
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=aws.resources.events_queue_url, MaxNumberOfMessages=10
-            ).get("Messages", [])
-            if not messages:
-                return bodies
-            for message in messages:
-                bodies.append(json.loads(message["Body"]))
-                sqs.delete_message(
-                    QueueUrl=aws.resources.events_queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                )
+        return take_queued_events(sqs, aws.resources.events_queue_url)
 
     return take

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.local import ecr as embedded
 from chalicelib.local.server import EmbeddedAWS, bootstrap
+from tests.aws_helpers import error_code
 
 # `images` is tests/local/conftest.py's Images helper (typed Any: conftest is not importable).
 Images = Any
@@ -34,10 +35,6 @@ EVENT_SAMPLES = Path(__file__).resolve().parent.parent / "events"
 def sha256(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(excinfo.value.response["Error"]["Code"])
 
 
 def error_message(excinfo: pytest.ExceptionInfo[ClientError]) -> str:

@@ -11,6 +11,8 @@ from botocore.exceptions import ClientError
 
 from chalicelib.lifecycle import LifecyclePolicyError, preview_repository
 from chalicelib.registry import Registry, RegistryError
+from tests.aws_helpers import error_code
+from tests.lifecycle_rules import ARCHIVE_THEN_DELETE_RULES
 
 REPO = "team/lifecycle"
 ACCOUNT = "123456789012"
@@ -36,31 +38,6 @@ KEEP_ONE = {
     "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
     "action": {"type": "expire"},
 }
-ARCHIVE_RULES = [
-    {
-        "rulePriority": 1,
-        "description": "Archive images not pulled in 90 days",
-        "selection": {
-            "tagStatus": "any",
-            "countType": "sinceImagePulled",
-            "countUnit": "days",
-            "countNumber": 90,
-        },
-        "action": {"type": "transition", "targetStorageClass": "archive"},
-    },
-    {
-        "rulePriority": 2,
-        "description": "Delete images archived for more than 365 days",
-        "selection": {
-            "tagStatus": "any",
-            "storageClass": "archive",
-            "countType": "sinceImageTransitioned",
-            "countUnit": "days",
-            "countNumber": 365,
-        },
-        "action": {"type": "expire"},
-    },
-]
 
 
 def text(*rules: dict[str, Any]) -> str:
@@ -74,10 +51,6 @@ def backdate(digest: str, days: float) -> None:
     repo = ecr_backends[ACCOUNT][REGION].repositories[REPO]
     image = next(i for i in repo.images if i.get_image_digest() == digest)
     image.image_pushed_at = datetime.now(UTC) - timedelta(days=days)
-
-
-def code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(excinfo.value.response["Error"]["Code"])
 
 
 @pytest.fixture
@@ -161,14 +134,16 @@ def test_preview_of_a_given_policy_text_pages_of_up_to_100(
 
     with pytest.raises(ClientError) as too_many:
         ecr.get_lifecycle_policy_preview(repositoryName=repo, maxResults=101)
-    assert code(too_many) == "InvalidParameterException"
+    assert error_code(too_many) == "InvalidParameterException"
 
 
 def test_archive_policies_are_accepted_and_previewed(ecr: Any, images: Images, repo: str) -> None:
     never_pulled = images.push(repo, "old")
     images.push(repo, "new")
     backdate(never_pulled.digest, 120)
-    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=text(*ARCHIVE_RULES))
+    ecr.put_lifecycle_policy(
+        repositoryName=repo, lifecyclePolicyText=text(*ARCHIVE_THEN_DELETE_RULES)
+    )
     ecr.start_lifecycle_policy_preview(repositoryName=repo)
     preview = ecr.get_lifecycle_policy_preview(repositoryName=repo)
     assert [(r["imageTags"], r["action"]) for r in preview["previewResults"]] == [
@@ -182,11 +157,11 @@ def test_archive_policies_are_accepted_and_previewed(ecr: Any, images: Images, r
 def test_preview_errors(ecr: Any, repo: str) -> None:
     with pytest.raises(ClientError) as no_preview:
         ecr.get_lifecycle_policy_preview(repositoryName=repo)
-    assert code(no_preview) == "LifecyclePolicyPreviewNotFoundException"
+    assert error_code(no_preview) == "LifecyclePolicyPreviewNotFoundException"
 
     with pytest.raises(ClientError) as no_policy:
         ecr.start_lifecycle_policy_preview(repositoryName=repo)
-    assert code(no_policy) == "LifecyclePolicyNotFoundException"
+    assert error_code(no_policy) == "LifecyclePolicyNotFoundException"
 
     bad = dict(
         UNTAGGED_OLDER_THAN_7_DAYS,
@@ -199,19 +174,19 @@ def test_preview_errors(ecr: Any, repo: str) -> None:
     )
     with pytest.raises(ClientError) as invalid:
         ecr.start_lifecycle_policy_preview(repositoryName=repo, lifecyclePolicyText=text(bad))
-    assert code(invalid) == "InvalidParameterException"
+    assert error_code(invalid) == "InvalidParameterException"
     message = invalid.value.response["Error"]["Message"]
     assert "Lifecycle policy validation failure: rules[0].selection.countUnit" in message
 
     with pytest.raises(ClientError) as refused:
         ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=text(bad))
-    assert code(refused) == "InvalidParameterException"
+    assert error_code(refused) == "InvalidParameterException"
 
     with pytest.raises(ClientError) as missing:
         ecr.start_lifecycle_policy_preview(
             repositoryName="nope", lifecyclePolicyText=text(KEEP_ONE)
         )
-    assert code(missing) == "RepositoryNotFoundException"
+    assert error_code(missing) == "RepositoryNotFoundException"
 
 
 def test_gateway_preview_gathers_every_page(registry: Registry, images: Images, repo: str) -> None:

@@ -1,0 +1,42 @@
+"""Helpers for tests that talk to the embedded AWS endpoint through boto3."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+def error_code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(excinfo.value.response["Error"]["Code"])
+
+
+def take_queued_events(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Take every message off an events queue; returns their parsed bodies."""
+    bodies: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def scheduled_event(function: str, time: str) -> dict[str, Any]:
+    """The event an EventBridge schedule hands the app's `function` (stage dev) at `time`."""
+    return {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time,
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/ecr-steward-dev-{function}"],
+        "detail": {},
+    }
