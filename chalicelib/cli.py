@@ -385,11 +385,13 @@ def governance_apply(
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2, default=str))
     else:
-        for item in result.results:
-            if item.outcome != "kept":
-                _echo_governance_change(item.change, item.outcome)
-                if item.detail:
-                    click.echo(f"{'':10}{item.detail}")
+        shown = [item for item in result.results if item.outcome != "kept"]
+        for item in shown:
+            _echo_governance_change(item.change, item.outcome)
+            if item.detail:
+                click.echo(f"{'':10}{item.detail}")
+        if not shown:
+            click.echo("no drift: every governed repository is as declared")
     if result.with_outcome("failed"):
         sys.exit(1)
 

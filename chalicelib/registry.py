@@ -222,6 +222,8 @@ class Registry:
         self._region = region
         self._registry_id = registry_id
         self._client = client
+        self._client_injected = client is not None
+        self._single_attempt: Any = None
         self._session = session
         self._max_attempts = max_attempts
         self._lock = threading.Lock()
@@ -233,19 +235,36 @@ class Registry:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    import boto3
-                    from botocore.config import Config
-
-                    session = self._session or boto3.session.Session()
-                    self._client = session.client(
-                        "ecr",
-                        region_name=self._region,
-                        config=Config(
-                            retries={"mode": "adaptive", "max_attempts": self._max_attempts},
-                            max_pool_connections=32,
-                        ),
-                    )
+                    self._client = self._build_client("adaptive", self._max_attempts + 1)
         return self._client
+
+    @property
+    def single_attempt_client(self) -> Any:
+        """A client that never retries, for calls where ECR's LimitExceededException is a quota
+        answer (start-image-scan: once per image per day), which botocore's retry modes would
+        otherwise retry as throttling for a minute. Throttling is retried by the caller."""
+        if self._single_attempt is None:
+            with self._lock:
+                if self._single_attempt is None:
+                    self._single_attempt = (
+                        self._client if self._client_injected else self._build_client("standard", 1)
+                    )
+        return self._single_attempt
+
+    def _build_client(self, mode: str, total_attempts: int) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        session = self._session or boto3.session.Session()
+        return session.client(
+            "ecr",
+            region_name=self._region,
+            config=Config(
+                # botocore's `max_attempts` counts retries; `total_max_attempts` counts requests.
+                retries={"mode": mode, "total_max_attempts": total_attempts},
+                max_pool_connections=32,
+            ),
+        )
 
     @property
     def region(self) -> str:
@@ -254,17 +273,34 @@ class Registry:
     def _ids(self) -> dict[str, str]:
         return {"registryId": self._registry_id} if self._registry_id else {}
 
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+    def _call(self, operation: str, *, _via: Any = None, **params: Any) -> dict[str, Any]:
         self.calls[operation] += 1
         if self._limiter is not None:
             self._limiter(operation)
         try:
             # Tag operations name the repository by ARN and take no registryId.
             ids = {} if operation in ARN_ADDRESSED_OPERATIONS else self._ids()
-            response: dict[str, Any] = getattr(self.client, operation)(**ids, **params)
+            client = _via if _via is not None else self.client
+            response: dict[str, Any] = getattr(client, operation)(**ids, **params)
         except Exception as error:  # botocore raises several unrelated types
             raise _translate(error, operation) from error
         return response
+
+    def _call_once_per_quota(
+        self, operation: str, attempts: int = 5, **params: Any
+    ) -> dict[str, Any]:
+        """`_call` where LimitExceededException means "quota reached", not "slow down": only
+        real throttling is retried, with exponential backoff."""
+        import time
+
+        for attempt in range(attempts):
+            try:
+                return self._call(operation, _via=self.single_attempt_client, **params)
+            except Throttled:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     # repositories -----------------------------------------------------------------------
 
@@ -754,7 +790,7 @@ class Registry:
         """start-image-scan; returns the scan status, or why ECR will not scan (not an error:
         once a day per image, and not an index or an archived image)."""
         try:
-            response = self._call(
+            response = self._call_once_per_quota(
                 "start_image_scan", repositoryName=repository, imageId={"imageDigest": digest}
             )
         except RegistryError as error:

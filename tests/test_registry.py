@@ -31,7 +31,8 @@ class _Raw:
 
 
 def throttle_first(registry: Registry, operation: str, times: int) -> list[int]:
-    """Make ECR answer `ThrottlingException` to the first `times` attempts of an operation."""
+    """Make ECR answer `ThrottlingException` to the first `times` attempts of an operation
+    (through both of the gateway's clients); returns the running count of attempts."""
     attempts = [0]
     body = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
 
@@ -44,6 +45,7 @@ def throttle_first(registry: Registry, operation: str, times: int) -> list[int]:
         return None
 
     registry.client.meta.events.register("before-send.ecr", before_send)
+    registry.single_attempt_client.meta.events.register("before-send.ecr", before_send)
     return attempts
 
 
@@ -156,3 +158,29 @@ def test_empty_blob_is_refused_clearly(registry: Registry) -> None:
     registry.create_repository("repo")
     with pytest.raises(RegistryError, match="EmptyUploadException"):
         registry.upload_blob("repo", io.BytesIO(b""), gateway_module.digest_of(b""))
+
+
+def test_scan_quota_is_an_answer_not_a_retry(registry: Registry) -> None:
+    """ECR allows one basic scan per image per day and says so with LimitExceededException,
+    which botocore would retry as throttling for a minute; the gateway asks once."""
+    registry.create_repository("repo")
+    image = build_image(layer_sizes=[64], seed=9)
+    push_built(registry, image, "repo", tag="v1")
+    attempts = throttle_first(registry, "StartImageScan", times=0)
+
+    first = registry.start_image_scan("repo", image.manifest.digest)
+    second = registry.start_image_scan("repo", image.manifest.digest)
+
+    assert first != "LimitExceededException"
+    assert second == "LimitExceededException"
+    assert attempts[0] == 2  # one request each: no retry of the quota answer
+
+
+def test_scan_throttling_is_still_retried(registry: Registry) -> None:
+    registry.create_repository("repo")
+    image = build_image(layer_sizes=[64], seed=10)
+    push_built(registry, image, "repo", tag="v1")
+    attempts = throttle_first(registry, "StartImageScan", times=2)
+
+    assert registry.start_image_scan("repo", image.manifest.digest) != "LimitExceededException"
+    assert attempts[0] == 3

@@ -12,8 +12,7 @@ import pytest
 import app
 from chalicelib import sweep
 from chalicelib.local.jobs import SqsJobPump, sqs_event
-from chalicelib.local.runner import LocalLambdaContext
-from chalicelib.local.sweep import invoke_on_repository_job
+from chalicelib.local.runner import LocalLambdaContext, invoke_on_repository_job
 from chalicelib.registry import Registry, RepositoryInfo
 from chalicelib.samples import build_image
 from tests.aws_helpers import scheduled_event

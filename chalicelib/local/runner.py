@@ -37,18 +37,30 @@ class LocalLambdaContext:
         return 300_000
 
 
-def invoke_on_ecr_event(event: dict[str, Any]) -> Any:
-    """Invoke the Lambda entry point the way the Lambda runtime does: handler(event, context)."""
+# Lambda runs one event at a time per process, and Powertools' logger keys and metrics are
+# process-wide. The local pumps share one process, so their invocations take turns.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def invoke(function: str, event: dict[str, Any]) -> Any:
+    """Invoke a Lambda entry point of app.py the way the Lambda runtime does: handler(event,
+    context). The event is what EventBridge, or the SQS event source mapping, would pass."""
     import app
 
-    return app.on_ecr_event(event, LocalLambdaContext())
+    with _ONE_AT_A_TIME:
+        return getattr(app, function)(event, LocalLambdaContext())
+
+
+def invoke_on_ecr_event(event: dict[str, Any]) -> Any:
+    return invoke("on_ecr_event", event)
 
 
 def invoke_on_copy_job(event: dict[str, Any]) -> Any:
-    """Invoke the replication consumer as Lambda's SQS event source mapping does."""
-    import app
+    return invoke("on_copy_job", event)
 
-    return app.on_copy_job(event, LocalLambdaContext())
+
+def invoke_on_repository_job(event: dict[str, Any]) -> Any:
+    return invoke("on_repository_job", event)
 
 
 def configure_environment(endpoint_url: str) -> None:
@@ -82,7 +94,6 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
         pump_thread.start()
         # Sweep jobs (chalicelib/sweep.py) go to on_repository_job as the SQS event source would.
         from chalicelib.local.jobs import SqsJobPump
-        from chalicelib.local.sweep import invoke_on_repository_job
 
         sweep_pump = SqsJobPump(
             boto3.client("sqs"), resources.repository_jobs_queue_url, invoke_on_repository_job

@@ -28,12 +28,3 @@ def bootstrap_sweep(sqs: Any, dynamodb: Any) -> str:
     # One item per (repository, digest): chalicelib/retention_marks.py.
     ensure_table(dynamodb, DEFAULT_RETENTION_TABLE, hash_key="repository", range_key="digest")
     return url
-
-
-def invoke_on_repository_job(event: dict[str, Any]) -> Any:
-    """Invoke the Lambda entry point as the SQS event source mapping does."""
-    import app
-
-    from .runner import LocalLambdaContext
-
-    return app.on_repository_job(event, LocalLambdaContext())
