@@ -665,8 +665,9 @@ def _start_scan(registry: Registry, repository: str, digest: str, detail: Any) -
     media_type = getattr(detail, "manifest_media_type", None)
     if media_type in INDEX_MEDIA_TYPES:
         return None  # ECR cannot scan an index
-    if registry.describe_repository(repository).scan_on_push:
-        return None  # the scan is on its way
+    # Asked even where the repository scans on push: the setting may have been turned on after
+    # this image was pushed. An image already scanned today answers LimitExceededException
+    # (one call, not retried), which is the answer we want.
     return registry.start_image_scan(repository, digest)
 
 

@@ -314,6 +314,21 @@ def test_never_scanned_image_gets_start_image_scan(aws, registry, policy_file) -
     assert "approved" in tags_of(registry, "team/app", image.digest)
 
 
+def test_scan_on_push_turned_on_after_the_push_still_scans(aws, registry, policy_file) -> None:
+    """The push event can arrive after someone turned scan-on-push on: the image was pushed
+    without a scan, so the gate must still ask for one instead of waiting for the timeout."""
+    policy_file(GATE_POLICY)
+    registry.create_repository("team/app", scan_on_push=False)
+    image = build_image(seed=11)
+    push_built(registry, image, "team/app", tag="1.0.0")
+    registry.put_scan_on_push("team/app", True)
+
+    results = deliver(aws)
+
+    assert any(r.get("gate", {}).get("scan") == "IN_PROGRESS" for r in results)
+    assert "approved" in tags_of(registry, "team/app", image.digest)
+
+
 def test_inspector_result_is_handled_like_a_basic_one(aws, registry, policy_file) -> None:
     policy_file(GATE_POLICY)
     registry.create_repository("team/app")

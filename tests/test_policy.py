@@ -19,6 +19,12 @@ def test_example_policy_is_valid() -> None:
     assert loaded.fingerprint.startswith("sha256:")
 
 
+def test_full_example_policy_is_valid() -> None:
+    policy = load_policy(ROOT / "examples" / "policy.full.yaml").policy
+    assert policy.gate.rule_for("demo/app") is not None
+    assert [rule.name for rule in policy.replication] == ["mirror"]
+
+
 def test_unknown_field_is_named_with_its_path() -> None:
     text = "tagging:\n  - repositories: ['*']\n    semver_aliasez: true\n"
     with pytest.raises(PolicyError) as caught:
