@@ -36,7 +36,7 @@ def cold_import() -> None:
         _time_process(code)
     samples: dict[str, list[float]] = {"app": [], "boto3": [], "handler": []}
     handler_chain = (
-        "import app; import chalicelib.intake, chalicelib.tagging, chalicelib.registry;"
+        "import app; import chalicelib.intake, chalicelib.policy, chalicelib.registry;"
         " import aws_lambda_powertools.utilities.idempotency"
     )
     for _ in range(RUNS):
@@ -49,7 +49,7 @@ def cold_import() -> None:
     print(f"  import boto3                  {boto_s * 1000:7.1f} ms")
     print(f"  import app                    {app_s * 1000:7.1f} ms   ratio {app_s / boto_s:.2f}x")
     first_call = handler_s * 1000
-    print(f"  + on_ecr_event's first call   {first_call:7.1f} ms   (intake, tagging, idempotency)")
+    print(f"  + on_ecr_event's first call   {first_call:7.1f} ms   (intake, policy, idempotency)")
 
 
 def _environment(endpoint: str, policy: Path) -> None:
