@@ -926,12 +926,12 @@ def handle_schedule(event: dict[str, Any]) -> dict[str, Any]:
     per-repository task. TTLs are measured at the event's `time`, the time it was scheduled for."""
     from chalicelib.observability import flush_metrics
     from chalicelib.policy import current_policy, dry_run
-    from chalicelib.registry import Registry, registry_for
+    from chalicelib.registry import registry_for
     from chalicelib.settings import get_settings
 
     account = str(event.get("account") or "")
     region = str(event.get("region") or get_settings().region)
-    registry = registry_for(account, region) if account else Registry(region=region)
+    registry = registry_for(account, region)
     try:
         now = datetime.fromisoformat(str(event["time"]))
     except (KeyError, ValueError):

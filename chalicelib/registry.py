@@ -874,11 +874,12 @@ def _exclusion_filters(patterns: list[str]) -> list[dict[str, str]]:
 _REGISTRIES: dict[tuple[str, str], Registry] = {}
 
 
-def registry_for(account: str, region: str) -> Registry:
-    """One gateway per registry (account, region), reused across invocations of a warm Lambda."""
-    key = (account, region)
+def registry_for(account: str | None, region: str) -> Registry:
+    """One gateway per registry (account, region), reused across invocations of a warm Lambda.
+    Without an account (a scheduled event that carries none) it is the caller's own registry."""
+    key = (account or "", region)
     if key not in _REGISTRIES:
-        _REGISTRIES[key] = Registry(region=region, registry_id=account)
+        _REGISTRIES[key] = Registry(region=region, registry_id=account or None)
     return _REGISTRIES[key]
 
 

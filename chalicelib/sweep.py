@@ -106,7 +106,7 @@ def handle_schedule(event: dict[str, Any]) -> dict[str, Any]:
 
     account = str(event.get("account") or "")
     region = str(event.get("region") or get_settings().region)
-    registry = registry_for(account, region) if account else Registry(region=region)
+    registry = registry_for(account, region)
     try:
         return start_sweep(
             registry,
@@ -124,7 +124,7 @@ def run_repository_job(job: RepositoryJob, now: datetime) -> dict[str, Any]:
     from chalicelib.observability import logger
     from chalicelib.registry import registry_for
 
-    registry = registry_for(job.account, job.region) if job.account else Registry(region=job.region)
+    registry = registry_for(job.account, job.region)
     outcomes: dict[str, Any] = {}
     errors: list[str] = []
     log = logger()
