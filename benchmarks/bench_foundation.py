@@ -66,7 +66,7 @@ def _environment(endpoint: str, policy: Path) -> None:
 
 
 def _push(registry, repository: str, tag: str, seed: int) -> str:  # type: ignore[no-untyped-def]
-    from chalicelib.samples import build_image
+    from steward_tools.samples import build_image
 
     image = build_image([1024], seed=seed)
     for data in image.blobs.values():
@@ -98,7 +98,7 @@ def _push_event(repository: str, digest: str, tag: str) -> dict:
 def in_process() -> None:
     import boto3
 
-    from chalicelib.local.server import EmbeddedAWS, bootstrap
+    from steward_tools.local.server import EmbeddedAWS, bootstrap
 
     with EmbeddedAWS(port=0) as aws, tempfile.TemporaryDirectory() as scratch:
         policy = Path(scratch) / "policy.yaml"
@@ -140,8 +140,8 @@ def calls_per_tag() -> None:
 
 def events_per_second() -> None:
     import app
-    from chalicelib.local.runner import LocalLambdaContext
     from chalicelib.registry import Registry
+    from steward_tools.local.runner import LocalLambdaContext
 
     def run(events: list[dict]) -> float:
         started = time.perf_counter()

@@ -72,12 +72,12 @@ def end_to_end() -> None:
 
     import app
     from chalicelib.gate_records import records
-    from chalicelib.local import scanning
-    from chalicelib.local.delivery import EventPump
-    from chalicelib.local.runner import LocalLambdaContext
-    from chalicelib.local.server import EmbeddedAWS, bootstrap
     from chalicelib.registry import Registry, registry_for
-    from chalicelib.samples import build_image
+    from steward_tools.local import scanning
+    from steward_tools.local.delivery import EventPump
+    from steward_tools.local.runner import LocalLambdaContext
+    from steward_tools.local.server import EmbeddedAWS, bootstrap
+    from steward_tools.samples import build_image
 
     with EmbeddedAWS(port=0) as aws, tempfile.TemporaryDirectory() as scratch:
         policy = Path(scratch) / "policy.yaml"

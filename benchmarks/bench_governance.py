@@ -53,9 +53,9 @@ def main() -> None:
         }
     )
     from chalicelib.governance import plan_governance, read_registry, reconcile
-    from chalicelib.local.server import EmbeddedAWS
     from chalicelib.policy import parse_policy
     from chalicelib.registry import Registry
+    from steward_tools.local.server import EmbeddedAWS
 
     section = parse_policy(POLICY).policy.governance
     now = datetime.now(UTC)

@@ -68,7 +68,7 @@ def _environment(endpoint: str) -> None:
 
 def serve() -> None:
     """The embedded AWS endpoint; prints its URL, runs until stdin closes."""
-    from chalicelib.local.server import EmbeddedAWS
+    from steward_tools.local.server import EmbeddedAWS
 
     with EmbeddedAWS(port=0) as aws:
         print(aws.endpoint_url, flush=True)

@@ -42,9 +42,9 @@ def serve_and_measure(requests: int, threads: int) -> dict[str, float]:
     import boto3
 
     from chalicelib import tokens
-    from chalicelib.local.runner import configure_environment
-    from chalicelib.local.server import EmbeddedAWS, bootstrap
     from chalicelib.settings import get_settings
+    from steward_tools.local.runner import configure_environment
+    from steward_tools.local.server import EmbeddedAWS, bootstrap
     from tests.localapi import local_api_url
     from tests.oidc import Issuer, policy_yaml
 

@@ -5,9 +5,9 @@
 Chalice packages whatever project directory it is given, so this assembles one under
 `build/<stage>-src/` rather than editing the checkout:
 
-1. `app.py`, `requirements.txt` and `chalicelib/` without what only the CLI and the tests use
-   (`chalicelib/local/` needs moto, `cli.py` click); a packaged module that imports a left-out
-   one fails the build.
+1. `app.py`, `requirements.txt` and `chalicelib/`: everything a function runs, and nothing else
+   (the CLI and the embedded backend live in `steward_tools/`, outside it; the smoke import in
+   `smoke_test` fails the build if packaged code reaches for them).
 2. The stage's policy file, validated, as `chalicelib/steward-policy.yaml`, and
    `STEWARD_POLICY` pointing at it in the stage's environment.
 3. One IAM policy per function (`infra/iam.py`): the statements `infra/functions.json` gives
@@ -28,7 +28,6 @@ network. Elsewhere Chalice downloads Lambda-compatible wheels (and caches them i
 from __future__ import annotations
 
 import argparse
-import ast
 import compileall
 import json
 import os
@@ -45,8 +44,6 @@ sys.path.insert(0, str(ROOT))
 
 from infra import iam  # noqa: E402
 
-# Only the CLI and the tests use these; the functions never import them.
-LEFT_OUT = ("chalicelib/local", "chalicelib/cli.py", "chalicelib/credhelper.py")
 POLICY_IN_PACKAGE = "chalicelib/steward-policy.yaml"
 ALARM_TOPIC = "AlarmTopic"
 
@@ -66,13 +63,8 @@ def assemble(stage: str, policy: Path, src: Path) -> None:
     shutil.copytree(
         ROOT / "chalicelib",
         src / "chalicelib",
-        ignore=lambda folder, names: [
-            n
-            for n in names
-            if n == "__pycache__" or Path(folder, n).relative_to(ROOT).as_posix() in LEFT_OUT
-        ],
+        ignore=shutil.ignore_patterns("__pycache__"),
     )
-    _refuse_imports_of_left_out(src)
     shutil.copy2(policy, src / POLICY_IN_PACKAGE)
 
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -146,25 +138,6 @@ def vendor_dependencies(vendor: Path) -> None:
             target = vendor / file
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(distribution.locate_file(file), target)
-
-
-def _refuse_imports_of_left_out(src: Path) -> None:
-    left_out = {p.removesuffix(".py").replace("/", ".") for p in LEFT_OUT}
-    problems = []
-    for module in [src / "app.py", *sorted((src / "chalicelib").rglob("*.py"))]:
-        for node in ast.walk(ast.parse(module.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            hits = [n for n in names if any(n == x or n.startswith(x + ".") for x in left_out)]
-            if hits:
-                problems.append(f"{module.relative_to(src)}:{node.lineno} imports {hits[0]}")
-    if problems:
-        raise SystemExit(
-            "packaged code imports what the package leaves out:\n" + "\n".join(problems)
-        )
 
 
 def chalice_package(stage: str, src: Path, out: Path) -> None:

@@ -32,7 +32,7 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="session")
 def embedded_aws() -> Iterator[object]:
-    from chalicelib.local.server import EmbeddedAWS
+    from steward_tools.local.server import EmbeddedAWS
 
     with EmbeddedAWS(port=0) as aws:
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
@@ -51,7 +51,7 @@ def boto_session(embedded_aws: object):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def aws(embedded_aws: object, boto_session: object) -> Iterator[object]:
     """The embedded endpoint with empty state, and the local event plumbing bootstrapped."""
-    from chalicelib.local.server import bootstrap
+    from steward_tools.local.server import bootstrap
 
     embedded_aws.reset()  # type: ignore[attr-defined]
     embedded_aws.resources = bootstrap(boto_session, account=ACCOUNT, region=REGION)  # type: ignore[attr-defined]

@@ -1,11 +1,11 @@
-"""Test-only helpers for images built with chalicelib.samples (as `steward sample-image` is)."""
+"""Test-only helpers for images built with steward_tools.samples (as `steward sample-image` is)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from chalicelib.registry import Registry
-from chalicelib.samples import Built, blob_file
+from steward_tools.samples import Built, blob_file
 
 
 def corrupt_blob(layout: Path, digest: str) -> Path:

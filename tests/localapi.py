@@ -14,7 +14,7 @@ def local_api_url(host: str = "127.0.0.1") -> str:
     global _url
     with _lock:
         if _url is None:
-            from chalicelib.local.runner import _start_api
+            from steward_tools.local.runner import _start_api
 
             server = _start_api(host, 0)
             _url = f"http://{host}:{server.server.server_address[1]}"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.cli import main
 from chalicelib.registry import Registry
+from steward_tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-STEWARD = [sys.executable, "-m", "chalicelib.cli"]
+STEWARD = [sys.executable, "-m", "steward_tools.cli"]
 
 
 def run(*args: str) -> object:

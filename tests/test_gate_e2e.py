@@ -13,11 +13,11 @@ import pytest
 
 import app
 from chalicelib.gate import sweep
-from chalicelib.local import scanning
-from chalicelib.local.delivery import EventPump
-from chalicelib.local.runner import LocalLambdaContext
 from chalicelib.registry import Registry
-from chalicelib.samples import build_image, build_index
+from steward_tools.local import scanning
+from steward_tools.local.delivery import EventPump
+from steward_tools.local.runner import LocalLambdaContext
+from steward_tools.samples import build_image, build_index
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 
@@ -432,7 +432,7 @@ def test_exempt_and_unmatched_repositories_are_left_alone(aws, registry, policy_
 def test_steward_gate_status(aws, registry, policy_file) -> None:
     from click.testing import CliRunner
 
-    from chalicelib.cli import main
+    from steward_tools.cli import main
 
     policy_file(GATE_POLICY)
     registry.create_repository("team/app", scan_on_push=True)

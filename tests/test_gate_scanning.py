@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from chalicelib.local import scanning
-from chalicelib.samples import build_image, build_index
+from steward_tools.local import scanning
+from steward_tools.samples import build_image, build_index
 from tests.aws_helpers import take_queued_events
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built

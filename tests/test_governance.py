@@ -21,7 +21,7 @@ from chalicelib.governance import (
 )
 from chalicelib.policy import PolicyError, parse_policy
 from chalicelib.registry import Registry, RegistryError
-from chalicelib.samples import build_image
+from steward_tools.samples import build_image
 from tests.aws_helpers import scheduled_event
 from tests.imagefactory import push_built
 
@@ -454,7 +454,7 @@ def test_invalid_governance_policy_names_the_field(text: str, field: str) -> Non
 
 
 def test_cli_plan_then_apply(aws, tmp_path: Path, monkeypatch) -> None:
-    from chalicelib.cli import main
+    from steward_tools.cli import main
 
     monkeypatch.setenv("STEWARD_AWS_PORT", str(aws.port))
     policy = tmp_path / "policy.yaml"
@@ -487,7 +487,7 @@ def test_schedule_creates_declared_and_expires_ephemeral(
     aws, registry: Registry, policy_file
 ) -> None:
     import app
-    from chalicelib.local.runner import LocalLambdaContext
+    from steward_tools.local.runner import LocalLambdaContext
 
     policy_file(POLICY + "  ephemeral: [{repositories: ['pr-*'], ttl: 2h}]\n")
     for name in ("team-a/web", "pr-old", "pr-busy"):
@@ -509,9 +509,9 @@ def test_schedule_creates_declared_and_expires_ephemeral(
 
 def test_sweep_job_fixes_settings(aws, registry: Registry, policy_file) -> None:
     import app
-    from chalicelib.local.jobs import sqs_event
-    from chalicelib.local.runner import LocalLambdaContext
     from chalicelib.sweep import RepositoryJob
+    from steward_tools.local.jobs import sqs_event
+    from steward_tools.local.runner import LocalLambdaContext
 
     open_rule = """    - repositories: ["open/*"]
       lifecycle_policy: absent

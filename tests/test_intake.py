@@ -11,10 +11,10 @@ import boto3
 import pytest
 
 import app
-from chalicelib.local.delivery import EventPump
-from chalicelib.local.runner import LocalLambdaContext
 from chalicelib.registry import Registry, Throttled, registry_for
-from chalicelib.samples import build_image
+from steward_tools.local.delivery import EventPump
+from steward_tools.local.runner import LocalLambdaContext
+from steward_tools.samples import build_image
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 

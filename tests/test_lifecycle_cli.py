@@ -8,7 +8,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from chalicelib.cli import main
+from steward_tools.cli import main
 
 POLICY = {
     "rules": [

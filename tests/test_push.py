@@ -24,7 +24,8 @@ from chalicelib.images import (
     OCI_MANIFEST,
     digest_of,
 )
-from chalicelib.push import (
+from chalicelib.registry import Registry, RepositoryNotFound
+from steward_tools.push import (
     AmbiguousImage,
     CorruptBlob,
     ImageSourceError,
@@ -32,8 +33,7 @@ from chalicelib.push import (
     load_image,
     push_image,
 )
-from chalicelib.registry import Registry, RepositoryNotFound
-from chalicelib.samples import (
+from steward_tools.samples import (
     BuiltImage,
     build_image,
     build_index,

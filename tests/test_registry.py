@@ -16,7 +16,7 @@ from chalicelib.registry import (
     RepositoryNotFound,
     TagImmutable,
 )
-from chalicelib.samples import build_image
+from steward_tools.samples import build_image
 from tests.imagefactory import push_built
 
 

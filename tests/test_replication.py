@@ -20,7 +20,7 @@ from chalicelib.replication import (
     read_source,
 )
 from chalicelib.replication_aws import assumed_session, reset_caches
-from chalicelib.samples import (
+from steward_tools.samples import (
     build_image,
     build_index,
     build_referrer,

@@ -12,12 +12,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 import app
-from chalicelib.local.delivery import EventPump
-from chalicelib.local.jobs import SqsJobPump
-from chalicelib.local.runner import LocalLambdaContext
 from chalicelib.registry import Registry
 from chalicelib.replication_aws import assumed_session, registry_in, reset_caches
-from chalicelib.samples import build_image, build_index, build_signature, signature_tag
+from steward_tools.local.delivery import EventPump
+from steward_tools.local.jobs import SqsJobPump
+from steward_tools.local.runner import LocalLambdaContext
+from steward_tools.samples import build_image, build_index, build_signature, signature_tag
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 

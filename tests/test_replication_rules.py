@@ -8,12 +8,12 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.cli import main
 from chalicelib.policy import PolicyError, parse_policy
 from chalicelib.ratelimit import ECR_TPS, RateLimiter, TokenBucket
 from chalicelib.replication import ReplicationRule, jobs_for, plan_native
 from chalicelib.replication_aws import reset_caches
-from chalicelib.samples import build_image
+from steward_tools.cli import main
+from steward_tools.samples import build_image
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 

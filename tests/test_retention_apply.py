@@ -18,7 +18,7 @@ from chalicelib.retention import (
     plan_for_repository,
     retain_repository,
 )
-from chalicelib.samples import (
+from steward_tools.samples import (
     build_image,
     build_index,
     build_referrer,

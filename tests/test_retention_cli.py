@@ -7,9 +7,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from chalicelib.cli import main
 from chalicelib.registry import Registry
-from chalicelib.samples import build_image
+from steward_tools.cli import main
+from steward_tools.samples import build_image
 from tests.imagefactory import push_built
 
 REPO = "team/app"

@@ -11,10 +11,10 @@ import pytest
 
 import app
 from chalicelib import sweep
-from chalicelib.local.jobs import SqsJobPump, sqs_event
-from chalicelib.local.runner import LocalLambdaContext, invoke_on_repository_job
 from chalicelib.registry import Registry, RepositoryInfo
-from chalicelib.samples import build_image
+from steward_tools.local.jobs import SqsJobPump, sqs_event
+from steward_tools.local.runner import LocalLambdaContext, invoke_on_repository_job
+from steward_tools.samples import build_image
 from tests.aws_helpers import scheduled_event
 from tests.imagefactory import push_built
 

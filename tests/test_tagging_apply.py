@@ -9,7 +9,6 @@ import pytest
 
 from chalicelib.images import OCI_INDEX
 from chalicelib.registry import Registry
-from chalicelib.samples import build_image, build_index
 from chalicelib.tagging import (
     TaggingResult,
     TaggingRule,
@@ -17,6 +16,7 @@ from chalicelib.tagging import (
     plan_tags,
     tag_pushed_image,
 )
+from steward_tools.samples import build_image, build_index
 from tests.imagefactory import push_built
 
 REPO = "team-a/app"

@@ -17,9 +17,9 @@ import pytest
 
 import app
 from chalicelib import sts, tokens
-from chalicelib.local.runner import LocalLambdaContext
-from chalicelib.local.tokens import credential_of
 from chalicelib.policy import PolicyError, parse_policy
+from steward_tools.local.runner import LocalLambdaContext
+from steward_tools.local.tokens import credential_of
 from tests.oidc import Issuer, policy_yaml
 
 ACCOUNT = "123456789012"

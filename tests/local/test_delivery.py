@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.local.delivery import EventPump, to_aws_envelope
+from steward_tools.local.delivery import EventPump, to_aws_envelope
 
 REPO = "team/app"
 SAMPLE = Path(__file__).resolve().parent.parent / "events" / "ecr_image_action_push_success.json"

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.local import ecr as embedded
-from chalicelib.local.server import EmbeddedAWS, bootstrap
+from steward_tools.local import ecr as embedded
+from steward_tools.local.server import EmbeddedAWS, bootstrap
 from tests.aws_helpers import error_code
 
 # `images` is tests/local/conftest.py's Images helper (typed Any: conftest is not importable).

@@ -1004,10 +1004,10 @@ _RESPONSE_HANDLERS = {
     "describe_images": _describe_images,
     "list_images": _list_images,
     "get_download_url_for_layer": _get_download_url_for_layer,
-    **GOVERNANCE_HANDLERS,  # repository settings (chalicelib/local/governance.py)
-    **scanning.RESPONSE_HANDLERS,  # image scanning (chalicelib/local/scanning.py)
-    **LIFECYCLE_HANDLERS,  # lifecycle preview and policy (chalicelib/local/lifecycle_preview.py)
-    **TOKEN_HANDLERS,  # get-authorization-token (chalicelib/local/tokens.py)
+    **GOVERNANCE_HANDLERS,  # repository settings (steward_tools/local/governance.py)
+    **scanning.RESPONSE_HANDLERS,  # image scanning (steward_tools/local/scanning.py)
+    **LIFECYCLE_HANDLERS,  # lifecycle preview and policy (steward_tools/local/lifecycle_preview.py)
+    **TOKEN_HANDLERS,  # get-authorization-token (steward_tools/local/tokens.py)
 }
 _install_lock = threading.Lock()
 

@@ -57,8 +57,8 @@ def main() -> None:
 )
 def serve(host: str, aws_port: int, api_port: int, data_dir: Path | None) -> None:
     """Run the service on the embedded AWS backend until Ctrl-C."""
-    from chalicelib.local.runner import serve as run_service
     from chalicelib.policy import PolicyError
+    from steward_tools.local.runner import serve as run_service
 
     try:
         run_service(host=host, aws_port=aws_port, api_port=api_port, data_dir=data_dir)
@@ -86,8 +86,8 @@ def push(
     """
     if local:
         use_local_backend()
-    from chalicelib.push import push_image
     from chalicelib.registry import Registry, RegistryError
+    from steward_tools.push import push_image
 
     repository, _, tag = target.partition(":")
     registry = Registry(region=region)
@@ -168,7 +168,7 @@ def sample_image(
     """Write a small, valid image to PATH, to try `steward push` without docker."""
     import random
 
-    from chalicelib import samples
+    from steward_tools import samples
 
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     images = []
@@ -251,7 +251,7 @@ def events_send(file: Any) -> None:
     """Deliver FILE's JSON to `on_ecr_event` as EventBridge would (any payload, valid or not)."""
     import boto3
 
-    from chalicelib.local.server import EVENTS_QUEUE
+    from steward_tools.local.server import EVENTS_QUEUE
 
     url = _local_queue_url(EVENTS_QUEUE)
     boto3.client("sqs").send_message(QueueUrl=url, MessageBody=file.read())
@@ -263,7 +263,7 @@ def events_dead_letters() -> None:
     """Print the events the service rejected, with their reasons (leaves them queued)."""
     import boto3
 
-    from chalicelib.local.server import DEAD_LETTER_QUEUE
+    from steward_tools.local.server import DEAD_LETTER_QUEUE
 
     url = _local_queue_url(DEAD_LETTER_QUEUE)
     sqs = boto3.client("sqs")
@@ -691,9 +691,9 @@ def sweep_run(queue: str | None, region: str | None, local: bool) -> None:
         use_local_backend()
     from datetime import UTC, datetime
 
-    from chalicelib.local.runner import ACCOUNT
     from chalicelib.registry import Registry
     from chalicelib.sweep import start_sweep
+    from steward_tools.local.runner import ACCOUNT
 
     registry = Registry(region=region)
     summary = start_sweep(
@@ -733,7 +733,7 @@ def login(
 
     The caller's JWT comes from STEWARD_TOKEN, STEWARD_TOKEN_FILE or GitHub Actions' OIDC.
     """
-    from chalicelib.credhelper import (
+    from steward_tools.credhelper import (
         TokenApiError,
         caller_token,
         docker_login,

@@ -40,7 +40,7 @@ from chalicelib.images import (
     Manifest,
     digest_of,
 )
-from chalicelib.push import blob_path
+from steward_tools.push import blob_path
 
 COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

@@ -436,11 +436,11 @@ def bootstrap(
     from chalicelib.settings import DEFAULT_GATE_TABLE
 
     ensure_table(dynamodb, DEFAULT_GATE_TABLE, hash_key="repository", range_key="digest")
-    # Replication (chalicelib/local/jobs.py): the copy-job queue and the copies table.
+    # Replication (steward_tools/local/jobs.py): the copy-job queue and the copies table.
     from .jobs import bootstrap_replication
 
     replication_queue_url = bootstrap_replication(sqs, dynamodb)
-    # The sweep (chalicelib/local/sweep.py): repository-job queue, retention marks table.
+    # The sweep (steward_tools/local/sweep.py): repository-job queue, retention marks table.
     from .sweep import bootstrap_sweep
 
     repository_jobs_queue_url = bootstrap_sweep(sqs, dynamodb)

@@ -76,10 +76,10 @@ def configure_environment(endpoint_url: str) -> None:
 def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> None:
     import boto3
 
-    from chalicelib.local.delivery import EventPump
-    from chalicelib.local.server import EmbeddedAWS, bootstrap
     from chalicelib.policy import load_policy
     from chalicelib.settings import get_settings
+    from steward_tools.local.delivery import EventPump
+    from steward_tools.local.server import EmbeddedAWS, bootstrap
 
     # Refuse to start on an invalid policy: raises PolicyError naming every bad field.
     loaded = load_policy(get_settings().policy_path)
@@ -93,7 +93,7 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
         pump_thread = threading.Thread(target=pump.run, args=(stop,), daemon=True)
         pump_thread.start()
         # Sweep jobs (chalicelib/sweep.py) go to on_repository_job as the SQS event source would.
-        from chalicelib.local.jobs import SqsJobPump
+        from steward_tools.local.jobs import SqsJobPump
 
         sweep_pump = SqsJobPump(
             boto3.client("sqs"), resources.repository_jobs_queue_url, invoke_on_repository_job
