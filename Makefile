@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 STAGE ?= dev
 POLICY ?= policy.example.yaml
 
-.PHONY: run test lint format typecheck bench clean package cfn-lint iam-check
+.PHONY: run test test-unit lint format typecheck bench clean package cfn-lint iam-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p tests.awscalls
 	$(MAKE) --no-print-directory iam-check cfn-lint
+
+# The pure tier alone: planners, models, the policy, the house rules; no backend, seconds.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 # CloudFormation (SAM) template and deployment zip for $(STAGE), into build/$(STAGE)/.
 package: $(STAMP)

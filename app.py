@@ -33,7 +33,7 @@ class RawEventBridgeEvent(CloudWatchEvent):
 
 @app.on_cw_event(ECR_EVENT_PATTERN, name="on_ecr_event")
 def on_ecr_event(event: RawEventBridgeEvent) -> dict[str, Any]:
-    from chalicelib.intake import handle_ecr_event
+    from chalicelib.events.intake import handle_ecr_event
 
     return handle_ecr_event(event.to_dict(), event.context)
 
@@ -52,7 +52,7 @@ def health() -> Response:
 @app.route("/v1/token", methods=["GET"])
 def vend_token() -> Response:
     """A scoped ECR credential for a caller with an OIDC JWT (or, locally, a static key)."""
-    from chalicelib.tokens import token_response
+    from chalicelib.tokens.http import token_response
 
     return Response(**token_response(app.current_request, via="bearer"))
 
@@ -60,7 +60,7 @@ def vend_token() -> Response:
 @app.route("/v1/token/iam", methods=["GET"], authorizer=IAMAuthorizer())
 def vend_token_iam() -> Response:
     """The same, for a caller API Gateway authenticated by SigV4 (its IAM principal)."""
-    from chalicelib.tokens import token_response
+    from chalicelib.tokens.http import token_response
 
     return Response(**token_response(app.current_request, via="iam"))
 
@@ -68,7 +68,7 @@ def vend_token_iam() -> Response:
 @app.on_sqs_message(queue="steward-replication-jobs", batch_size=10, name="on_copy_job")
 def on_copy_job(event: Any) -> dict[str, Any]:
     """Replication copy jobs, one image and destination each; failures reported per record."""
-    from chalicelib.replication import handle_copy_jobs
+    from chalicelib.replication.consumer import handle_copy_jobs
 
     return handle_copy_jobs(event.to_dict(), event.context)
 
@@ -79,7 +79,7 @@ def gate_sweep(event: Any) -> dict[str, Any]:
     policy change or an expired allowlist entry changed."""
     from datetime import UTC, datetime
 
-    from chalicelib.gate import sweep
+    from chalicelib.gate.sweep import sweep
 
     return sweep(datetime.now(UTC))
 
@@ -90,7 +90,7 @@ def gate_decision(repository: str, digest: str) -> Response:
     (`team%2Fapp`), so the name is one path segment."""
     from urllib.parse import unquote
 
-    from chalicelib.gate import gate_status
+    from chalicelib.gate.sweep import gate_status
 
     record = gate_status(unquote(repository), unquote(digest))
     if record is None:
@@ -101,7 +101,7 @@ def gate_decision(repository: str, digest: str) -> Response:
 @app.schedule("rate(1 hour)", name="start_sweep")
 def start_sweep(event: Any) -> dict[str, Any]:
     """The sweep: one job per repository in scope, onto the repository-job queue."""
-    from chalicelib.sweep import handle_schedule
+    from chalicelib.sweep.jobs import handle_schedule
 
     return handle_schedule(event.to_dict())
 
@@ -109,7 +109,7 @@ def start_sweep(event: Any) -> dict[str, Any]:
 @app.on_sqs_message(queue="steward-repository-jobs", batch_size=10, name="on_repository_job")
 def on_repository_job(event: Any) -> dict[str, Any]:
     """Sweep tasks (retention, governance, …) for one repository a record; failures per record."""
-    from chalicelib.sweep import handle_repository_jobs
+    from chalicelib.sweep.jobs import handle_repository_jobs
 
     return handle_repository_jobs(event.to_dict(), event.context)
 
@@ -118,6 +118,6 @@ def on_repository_job(event: Any) -> dict[str, Any]:
 def governance_reconcile(event: Any) -> dict[str, Any]:
     """Governance, registry-wide: create missing declared repositories, expire ephemeral ones
     (repository settings run per repository in the sweep)."""
-    from chalicelib.governance import handle_schedule
+    from chalicelib.governance.task import handle_schedule
 
     return handle_schedule(event.to_dict())

@@ -20,6 +20,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import boto3
+
+import app
+from chalicelib.ecr import registries
+from chalicelib.ecr.gateway import Registry
+from chalicelib.ecr.models import Finding
+from chalicelib.gate.decide import decide
+from chalicelib.gate.records import ScanResult, records
+from chalicelib.policy.gate import GateRule
+from steward_tools.local import scanning
+from steward_tools.local.delivery import EventPump
+from steward_tools.local.runner import LocalLambdaContext
+from steward_tools.local.server import EmbeddedAWS, bootstrap
+from steward_tools.samples import build_image
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 POLICY = """
@@ -37,8 +51,6 @@ gate:
 
 
 def pure_decisions() -> None:
-    from chalicelib.gate import GateRule, decide
-    from chalicelib.gate_records import Finding, ScanResult
 
     now = datetime.now(UTC)
     counts_rule = GateRule(repositories=["*"], max_counts={"CRITICAL": 0, "HIGH": 0})
@@ -68,16 +80,6 @@ def pure_decisions() -> None:
 
 
 def end_to_end() -> None:
-    import boto3
-
-    import app
-    from chalicelib.gate_records import records
-    from chalicelib.registry import Registry, registry_for
-    from steward_tools.local import scanning
-    from steward_tools.local.delivery import EventPump
-    from steward_tools.local.runner import LocalLambdaContext
-    from steward_tools.local.server import EmbeddedAWS, bootstrap
-    from steward_tools.samples import build_image
 
     with EmbeddedAWS(port=0) as aws, tempfile.TemporaryDirectory() as scratch:
         policy = Path(scratch) / "policy.yaml"
@@ -114,7 +116,7 @@ def end_to_end() -> None:
             pushes = [e for e in events if e["detail-type"] != "ECR Image Scan"]
             for e in pushes:
                 app.on_ecr_event({**e, "id": str(uuid.uuid4())}, LocalLambdaContext())
-            gateway = registry_for(ACCOUNT, REGION)
+            gateway = registries.registry(ACCOUNT, REGION)
             gateway.calls.clear()
             store = records()
             store.calls = 0

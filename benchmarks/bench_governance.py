@@ -17,6 +17,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from chalicelib.ecr.gateway import Registry
+from chalicelib.governance.plan import plan_governance
+from chalicelib.governance.read import read_registry
+from chalicelib.governance.task import reconcile
+from chalicelib.policy import parse_policy
+from steward_tools.local.server import EmbeddedAWS
 
 POLICY = """
 governance:
@@ -52,10 +58,6 @@ def main() -> None:
             "AWS_REGION": "us-east-1",
         }
     )
-    from chalicelib.governance import plan_governance, read_registry, reconcile
-    from chalicelib.policy import parse_policy
-    from chalicelib.registry import Registry
-    from steward_tools.local.server import EmbeddedAWS
 
     section = parse_policy(POLICY).policy.governance
     now = datetime.now(UTC)

@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib.lifecycle import LifecycleImage, evaluate, parse_policy  # noqa: E402
+from chalicelib.ecr.lifecycle_policy import parse_policy
+from chalicelib.lifecycle.evaluate import LifecycleImage, evaluate
 
 IMAGES = 100_000
 RUNS = 5

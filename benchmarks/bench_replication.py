@@ -26,6 +26,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from chalicelib.ecr import registries
+from chalicelib.ecr.gateway import Registry
+from chalicelib.oci.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Manifest, digest_of
+from chalicelib.policy.replication import ReplicationRule
+from chalicelib.replication.copy import copy_image
+from chalicelib.replication.jobs import jobs_for
+from steward_tools.local.server import EmbeddedAWS
 
 ACCOUNT, REGION, DESTINATION_REGION = "123456789012", "us-east-1", "eu-west-1"
 MiB = 1024 * 1024
@@ -68,7 +75,6 @@ def _environment(endpoint: str) -> None:
 
 def serve() -> None:
     """The embedded AWS endpoint; prints its URL, runs until stdin closes."""
-    from steward_tools.local.server import EmbeddedAWS
 
     with EmbeddedAWS(port=0) as aws:
         print(aws.endpoint_url, flush=True)
@@ -78,8 +84,6 @@ def serve() -> None:
 def seed(endpoint: str, repository: str, total_mib: int) -> None:
     """Push an image of LAYERS uncompressed layers totalling `total_mib`, streamed."""
     _environment(endpoint)
-    from chalicelib.images import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Manifest, digest_of
-    from chalicelib.registry import Registry
 
     registry = Registry(region=REGION)
     registry.ensure_repository(repository)
@@ -143,8 +147,6 @@ class PeakRss:
 def copy(endpoint: str, repository: str, digest: str) -> None:
     """Copy the image to another region twice; report bytes, time and RSS growth."""
     _environment(endpoint)
-    from chalicelib.replication import ReplicationRule, copy_image, jobs_for
-    from chalicelib.replication_aws import registry_in
 
     rule = ReplicationRule.model_validate(
         {"name": "bench", "repositories": ["*"], "destinations": [{"region": DESTINATION_REGION}]}
@@ -158,8 +160,8 @@ def copy(endpoint: str, repository: str, digest: str) -> None:
         digest=digest,
         tags=["1.0.0"],
     )
-    source = registry_in(ACCOUNT, REGION)
-    destination = registry_in(ACCOUNT, DESTINATION_REGION)
+    source = registries.registry(ACCOUNT, REGION)
+    destination = registries.registry(ACCOUNT, DESTINATION_REGION)
     # Warm up: clients built, connections open, one tiny call each.
     source.describe_repository(repository)
     list(destination.iter_repositories())

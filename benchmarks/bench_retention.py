@@ -29,17 +29,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib.images import OCI_INDEX, OCI_MANIFEST, digest_of  # noqa: E402
-from chalicelib.registry import Registry  # noqa: E402
-from chalicelib.retention import (  # noqa: E402
-    InUse,
-    RetentionPlan,
-    RetentionSettings,
-    apply_retention_plan,
-    deletion_batches,
-    plan_retention,
-    read_repository,
-)
+from chalicelib.ecr.gateway import Registry
+from chalicelib.oci.manifests import OCI_INDEX, OCI_MANIFEST, digest_of
+from chalicelib.policy.retention import RetentionSettings
+from chalicelib.retention.apply import apply_retention_plan, deletion_batches
+from chalicelib.retention.plan import InUse, RetentionPlan, plan_retention
+from chalicelib.retention.task import read_repository
 
 REPO = "bench/app"
 NOW = datetime(2026, 11, 27, tzinfo=UTC)

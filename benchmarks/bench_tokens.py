@@ -28,25 +28,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import hashlib
+
+import boto3
+
+from chalicelib.kernel.settings import get_settings
+from chalicelib.tokens import vend
+from steward_tools.local.runner import configure_environment
+from steward_tools.local.server import EmbeddedAWS, bootstrap
+from tests.localapi import local_api_url
+from tests.oidc import Issuer, policy_yaml
 
 FIRST_REQUEST = (
-    "import app; import chalicelib.tokens, chalicelib.policy, chalicelib.sts, "
-    "chalicelib.registry, chalicelib.observability, jwt, boto3; "
-    "chalicelib.observability.logger(); chalicelib.observability.metrics()"
+    "import app; import chalicelib.tokens.http, chalicelib.policy, chalicelib.tokens.sts, "
+    "chalicelib.ecr.gateway, chalicelib.kernel.observability, jwt, boto3; "
+    "chalicelib.kernel.observability.logger(); chalicelib.kernel.observability.metrics()"
 )
 
 
 def serve_and_measure(requests: int, threads: int) -> dict[str, float]:
-    import hashlib
-
-    import boto3
-
-    from chalicelib import tokens
-    from chalicelib.settings import get_settings
-    from steward_tools.local.runner import configure_environment
-    from steward_tools.local.server import EmbeddedAWS, bootstrap
-    from tests.localapi import local_api_url
-    from tests.oidc import Issuer, policy_yaml
 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     with tempfile.TemporaryDirectory() as scratch, EmbeddedAWS(port=0) as aws:
@@ -92,7 +92,7 @@ def serve_and_measure(requests: int, threads: int) -> dict[str, float]:
             concurrent = per_thread * threads / (time.perf_counter() - started)
             total = 1 + requests + per_thread * threads
             calls = sum(
-                (v.calls for v in tokens._VENDORS.values()),
+                (v.calls for v in vend._VENDORS.values()),
                 start=__import__("collections").Counter(),
             )
     return {
@@ -149,7 +149,6 @@ def packaged_imports(runs: int) -> dict[str, float] | None:
 
 def _lambda_runtime_packages(scratch: Path) -> str:
     """boto3 and its dependencies, which the Lambda runtime provides outside the zip."""
-    import boto3
 
     site = Path(boto3.__file__).parent.parent
     runtime = scratch / "runtime"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import __version__
+from chalicelib.policy import PolicyError, current_policy
 
 
 def health_report() -> tuple[int, dict[str, Any]]:
-    from chalicelib.policy import PolicyError, current_policy
 
     try:
         loaded = current_policy()

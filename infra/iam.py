@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import app as app_module
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "infra" / "functions.json"
 RECORD = ROOT / "build" / "aws-calls.json"
@@ -53,7 +55,6 @@ def app_functions() -> list[str]:
     """The Lambda functions Chalice generates for the app: the API handler and one per event
     source (EventBridge rule, queue, schedule) and pure Lambda function."""
     sys.path.insert(0, str(ROOT))
-    import app as app_module
 
     names = [source.name for source in app_module.app.event_sources]
     names += [function.name for function in app_module.app.pure_lambda_functions]
@@ -72,7 +73,6 @@ POLL_ACTIONS = {
 
 
 def sqs_consumers() -> set[str]:
-    import app as app_module
 
     return {s.name for s in app_module.app.event_sources if type(s).__name__ == "SQSEventConfig"}
 

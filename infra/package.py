@@ -42,14 +42,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra import iam  # noqa: E402
+import platform
+from importlib import metadata
+
+import boto3
+from packaging.requirements import Requirement
+
+from chalicelib.policy import load_policy
+from infra import iam
 
 POLICY_IN_PACKAGE = "chalicelib/steward-policy.yaml"
 ALARM_TOPIC = "AlarmTopic"
 
 
 def assemble(stage: str, policy: Path, src: Path) -> None:
-    from chalicelib.policy import load_policy
 
     load_policy(policy)  # refuses an invalid policy, naming every bad field
     if src.exists():
@@ -96,7 +102,6 @@ RUNTIME_PROVIDED = {
 def offline_dependencies_possible() -> bool:
     """The virtualenv's own wheels fit Lambda when it is CPython on x86-64 Linux: Chalice
     targets the local Python version anyway, and `constraints.txt` pins the same versions."""
-    import platform
 
     return sys.platform == "linux" and platform.machine() == "x86_64"
 
@@ -104,9 +109,6 @@ def offline_dependencies_possible() -> bool:
 def runtime_distributions() -> list[str]:
     """requirements.txt and everything it needs, by distribution name (markers and extras
     honoured), minus what the Lambda runtime provides."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
 
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     queue = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
@@ -128,7 +130,6 @@ def runtime_distributions() -> list[str]:
 def vendor_dependencies(vendor: Path) -> None:
     """Copy the installed runtime dependencies into `vendor/`, which Chalice packages as is:
     no download, so packaging works offline."""
-    from importlib import metadata
 
     for name in runtime_distributions():
         distribution = metadata.distribution(name)
@@ -137,7 +138,7 @@ def vendor_dependencies(vendor: Path) -> None:
                 continue  # console scripts, and bytecode we compile ourselves
             target = vendor / file
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(distribution.locate_file(file), target)
+            shutil.copy2(Path(str(distribution.locate_file(file))), target)
 
 
 def chalice_package(stage: str, src: Path, out: Path) -> None:
@@ -381,7 +382,6 @@ def smoke_test(zip_path: Path) -> None:
     """Import every packaged module and answer /health from the extracted zip alone (plus
     boto3, which the Lambda runtime provides), as Lambda would: a missing dependency or an
     import of something left out fails the build here, not in production."""
-    import boto3
 
     site = Path(boto3.__file__).parent.parent
     with tempfile.TemporaryDirectory() as scratch:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -189,7 +190,6 @@ def merge_docker_config(path: Path, fragment: dict[str, Any]) -> None:
 
 def docker_login(body: dict[str, Any], docker: str = "docker") -> int:
     """Pipe the password into `docker login --password-stdin`: it never reaches a command line."""
-    import subprocess
 
     result = subprocess.run(
         [

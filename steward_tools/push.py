@@ -23,7 +23,8 @@ from typing import IO, Any, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, PrivateAttr
 
-from chalicelib.images import (
+from chalicelib.ecr.gateway import Registry
+from chalicelib.oci.manifests import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
@@ -36,7 +37,6 @@ from chalicelib.images import (
     Manifest,
     digest_of,
 )
-from chalicelib.registry import Registry
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_IMAGE_NAME = "io.containerd.image.name"  # docker save (25+) names images with it

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from chalicelib.images import (
+from chalicelib.oci.manifests import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
@@ -304,18 +304,12 @@ def build_index(
     return BuiltIndex(manifest=_manifest(document, media_type), children=members)
 
 
-def signature_tag(digest: str) -> str:
-    """cosign's tag for the signature of `digest`: sha256-<hex>.sig."""
-    algorithm, hex_digest = digest.split(":", 1)
-    return f"{algorithm}-{hex_digest}.sig"
-
-
 def build_signature(
     subject: Built, *, seed: int = 0, docker_reference: str = "example.com/app"
 ) -> BuiltImage:
     """A cosign-style signature: an OCI manifest whose layer is a simple-signing payload.
 
-    Push it with tag `signature_tag(subject.digest)`, as cosign does.
+    Push it with tag `cosign_tag(subject.digest)`, as cosign does.
     """
     rng = random.Random(seed)
     payload = json.dumps(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -40,3 +41,13 @@ def scheduled_event(function: str, time: str) -> dict[str, Any]:
         "resources": [f"arn:aws:events:us-east-1:123456789012:rule/ecr-steward-dev-{function}"],
         "detail": {},
     }
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")

@@ -18,6 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import botocore.client
+import chalice.app
+import pytest
+
+import app as app_module
+
 RECORD = Path(__file__).resolve().parent.parent / "build" / "aws-calls.json"
 
 _calls: dict[str, set[str]] = defaultdict(set)
@@ -51,10 +57,6 @@ def _leave(token: tuple[str | None, str]) -> None:
 
 
 def _install() -> None:
-    import botocore.client
-    import chalice.app
-
-    import app as app_module
 
     names = {
         id(getattr(app_module, source.handler_string.rsplit(".", 1)[1])): source.name
@@ -91,7 +93,7 @@ def _install() -> None:
 
     chalice.app.EventSourceHandler.__call__ = event_call  # type: ignore[method-assign]
     chalice.app.Chalice.__call__ = api_call  # type: ignore[method-assign]
-    botocore.client.BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
+    botocore.client.BaseClient._make_api_call = make_api_call
 
 
 def pytest_configure(config: Any) -> None:
@@ -99,7 +101,6 @@ def pytest_configure(config: Any) -> None:
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    import pytest
 
     # Only a whole, passing run can show what a function never calls; a selection of tests
     # (or a failing run) is written beside it, so that it never replaces a complete record.

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
+import boto3
 import pytest
+
+from chalicelib.ecr.gateway import Registry
+from chalicelib.kernel.settings import get_settings
+from steward_tools.local.server import EmbeddedAWS, bootstrap
 
 # Set before anything builds a boto3 client: nothing in the suite may reach real AWS.
 os.environ.update(
@@ -32,7 +38,6 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="session")
 def embedded_aws() -> Iterator[object]:
-    from steward_tools.local.server import EmbeddedAWS
 
     with EmbeddedAWS(port=0) as aws:
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
@@ -41,9 +46,8 @@ def embedded_aws() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def boto_session(embedded_aws: object):  # type: ignore[no-untyped-def]
+def boto_session(embedded_aws: object):
     """One boto3 session for the run: building one reloads botocore's models (~0.3 s)."""
-    import boto3
 
     return boto3.session.Session()
 
@@ -51,7 +55,6 @@ def boto_session(embedded_aws: object):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def aws(embedded_aws: object, boto_session: object) -> Iterator[object]:
     """The embedded endpoint with empty state, and the local event plumbing bootstrapped."""
-    from steward_tools.local.server import bootstrap
 
     embedded_aws.reset()  # type: ignore[attr-defined]
     embedded_aws.resources = bootstrap(boto_session, account=ACCOUNT, region=REGION)  # type: ignore[attr-defined]
@@ -59,21 +62,17 @@ def aws(embedded_aws: object, boto_session: object) -> Iterator[object]:
 
 
 @pytest.fixture
-def registry(aws: object):  # type: ignore[no-untyped-def]
-    from chalicelib.registry import Registry
+def registry(aws: object):
 
     return Registry(region=REGION)
 
 
 @pytest.fixture
-def policy_file(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def policy_file(tmp_path, monkeypatch):
     """Point the service at a policy file: the example policy, or the text given to the fixture.
 
     Each call writes a new file, so the service's (path, mtime) policy cache always sees it.
     """
-    from pathlib import Path
-
-    from chalicelib.settings import get_settings
 
     counter = iter(range(1_000_000))
 
@@ -88,3 +87,18 @@ def policy_file(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     use()
     yield use
     get_settings.cache_clear()
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test is marked with its tier, from its folder; a unit test may not use the embedded
+    backend (that is what makes `make test-unit` run in seconds)."""
+    for item in items:
+        tier = next((t for t in TIERS if f"/tests/{t}/" in str(item.path)), None)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, integration or e2e")
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier == "unit" and "embedded_aws" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test uses the embedded backend")

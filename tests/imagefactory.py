@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chalicelib.registry import Registry
+from chalicelib.ecr.gateway import Registry
+from steward_tools.push import LocalImage
 from steward_tools.samples import Built, blob_file
 
 
@@ -32,3 +33,15 @@ def push_built(registry: Registry, built: Built, repository: str, tag: str | Non
             repository, manifest, tag if manifest.digest == built.digest else None
         )
     return built.digest
+
+
+MiB = 1024 * 1024
+
+
+def blob_bytes(image: LocalImage, digest: str) -> bytes:
+    with image.open_blob(digest) as reader:
+        return reader.read()
+
+
+def docker_layer_digests(image: LocalImage) -> list[str]:
+    return [layer["digest"] for layer in image.manifest.document["layers"]]

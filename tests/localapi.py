@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from steward_tools.local.runner import _start_api
+
 _url: str | None = None
 _lock = threading.Lock()
 
@@ -14,8 +16,6 @@ def local_api_url(host: str = "127.0.0.1") -> str:
     global _url
     with _lock:
         if _url is None:
-            from steward_tools.local.runner import _start_api
-
             server = _start_api(host, 0)
             _url = f"http://{host}:{server.server.server_address[1]}"
         return _url

@@ -465,7 +465,7 @@ class EmbeddedECRBackend(ECRBackend):
 
     # -- images --------------------------------------------------------------------------------
 
-    def put_image(  # type: ignore[override]
+    def put_image(
         self,
         repository_name: str,
         image_manifest: str,
@@ -544,7 +544,7 @@ class EmbeddedECRBackend(ECRBackend):
                 scanning.scan_on_push(self, repo, image)  # ECR scans new images, not retags
             return image
 
-    def batch_get_image(  # type: ignore[override]
+    def batch_get_image(
         self,
         repository_name: str,
         registry_id: str | None = None,
@@ -608,7 +608,7 @@ class EmbeddedECRBackend(ECRBackend):
                 )
             return {"images": images, "failures": failures}
 
-    def batch_delete_image(  # type: ignore[override]
+    def batch_delete_image(
         self,
         repository_name: str,
         registry_id: str | None = None,

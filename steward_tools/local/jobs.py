@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.settings import (
+from chalicelib.kernel.settings import (
     DEFAULT_REPLICATION_DLQ,
     DEFAULT_REPLICATION_QUEUE,
     DEFAULT_REPLICATION_TABLE,

@@ -23,14 +23,8 @@ from moto.ecr.exceptions import InvalidParameterException, LifecyclePolicyNotFou
 from moto.ecr.models import Repository
 from moto.ecr.responses import ECRResponse
 
-from chalicelib.lifecycle import (
-    LifecycleImage,
-    LifecyclePolicy,
-    LifecyclePolicyError,
-    evaluate,
-    parse_policy,
-    preview_result,
-)
+from chalicelib.ecr.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError, parse_policy
+from chalicelib.lifecycle.evaluate import LifecycleImage, evaluate, preview_result
 
 MAX_PREVIEW_PAGE = 100
 # Where a repository's last preview is kept (on moto's Repository, so a reset forgets it).

@@ -76,8 +76,8 @@ def configure_environment(endpoint_url: str) -> None:
 def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> None:
     import boto3
 
+    from chalicelib.kernel.settings import get_settings
     from chalicelib.policy import load_policy
-    from chalicelib.settings import get_settings
     from steward_tools.local.delivery import EventPump
     from steward_tools.local.server import EmbeddedAWS, bootstrap
 
@@ -124,7 +124,7 @@ def _start_api(host: str, port: int) -> Any:
     from chalice.cli.factory import CLIFactory
     from chalice.local import create_local_server
 
-    from chalicelib.settings import PROJECT_ROOT
+    from chalicelib.kernel.settings import PROJECT_ROOT
 
     factory = CLIFactory(str(PROJECT_ROOT))
     config = factory.create_config_obj(chalice_stage_name="dev")

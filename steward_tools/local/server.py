@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from chalicelib.settings import DEFAULT_EVENTS_DLQ, DEFAULT_IDEMPOTENCY_TABLE
+from chalicelib.kernel.settings import DEFAULT_EVENTS_DLQ, DEFAULT_IDEMPOTENCY_TABLE
 
 from . import ecr
 from .blobs import BlobStore, iter_file
@@ -433,7 +433,7 @@ def bootstrap(
 
     ensure_table(dynamodb, idempotency_table, ttl_attribute="expiration")
     # Scan gate decisions (chalicelib/gate_records.py): one item per (repository, digest).
-    from chalicelib.settings import DEFAULT_GATE_TABLE
+    from chalicelib.kernel.settings import DEFAULT_GATE_TABLE
 
     ensure_table(dynamodb, DEFAULT_GATE_TABLE, hash_key="repository", range_key="digest")
     # Replication (steward_tools/local/jobs.py): the copy-job queue and the copies table.

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.settings import DEFAULT_RETENTION_TABLE, DEFAULT_SWEEP_DLQ, DEFAULT_SWEEP_QUEUE
+from chalicelib.kernel.settings import (
+    DEFAULT_RETENTION_TABLE,
+    DEFAULT_SWEEP_DLQ,
+    DEFAULT_SWEEP_QUEUE,
+)
 
 # A repository job plans and deletes; Lambda needs the visibility timeout at least as long as the
 # function's timeout (900 s on AWS). Locally a failed job comes back sooner.

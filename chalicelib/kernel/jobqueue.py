@@ -1,0 +1,85 @@
+"""SQS data access: queue URLs, fan-out jobs sent 10 a call (the sweep's repository jobs,
+replication's copy jobs), and the consumer side's partial batch responses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+
+from chalicelib.kernel.aws import client as aws_client
+from chalicelib.kernel.observability import count, flushes_metrics
+
+SEND_BATCH = 10  # SQS's send-message-batch limit
+SEND_ATTEMPTS = 3
+
+
+@lru_cache(maxsize=8)
+def queue_url(queue: str) -> str:
+    """A queue URL from a name (or the URL itself)."""
+    if queue.startswith(("https://", "http://")):
+        return queue
+    return str(aws_client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
+
+
+class SendFailed(RuntimeError):
+    """SQS refused some messages after retries; the caller's invocation should be retried."""
+
+
+def send_jobs(
+    queue: str, bodies: Iterable[str], client: Any = None, *, attempts: int = SEND_ATTEMPTS
+) -> int:
+    """Send each body as one message (send-message-batch, 10 a call); returns calls made.
+
+    Entries SQS reports as failed are resent (up to `attempts` in all); a sender fault is not
+    retried.
+    """
+    client = client or aws_client("sqs")
+    url = queue_url(queue)
+    pending = list(bodies)
+    calls = 0
+    for start in range(0, len(pending), SEND_BATCH):
+        entries = [
+            {"Id": str(n), "MessageBody": body}
+            for n, body in enumerate(pending[start : start + SEND_BATCH])
+        ]
+        for _ in range(attempts):
+            calls += 1
+            response = client.send_message_batch(QueueUrl=url, Entries=entries)
+            failed = {f["Id"]: f for f in response.get("Failed", [])}
+            if not failed:
+                break
+            if any(f.get("SenderFault") for f in failed.values()):
+                raise SendFailed(f"SQS refused jobs: {list(failed.values())}")
+            entries = [e for e in entries if e["Id"] in failed]
+        else:
+            raise SendFailed(f"SQS kept failing {len(entries)} jobs")
+    return calls
+
+
+@flushes_metrics
+def process_jobs(
+    event: dict[str, Any],
+    context: Any,
+    handle: Callable[[Any], dict[str, Any]],
+    failed_metric: str,
+) -> dict[str, Any]:
+    """One SQS batch as Lambda delivers it: `handle` each record; a record that raises is
+    reported in `batchItemFailures` (and counted under `failed_metric`) and comes back alone."""
+
+    processor = BatchProcessor(event_type=EventType.SQS)
+    response: dict[str, Any] = dict(
+        process_partial_response(
+            event=event, record_handler=handle, processor=processor, context=context
+        )
+    )
+    failed = len(response.get("batchItemFailures", []))
+    if failed:
+        count(failed_metric, failed)
+    return response

@@ -1,0 +1,85 @@
+"""Structured JSON logs and EMF metrics (Powertools), built on first use.
+
+Importing Powertools costs tens of milliseconds, so nothing here is built at import time: a cold
+start pays only for what the invoked function uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SERVICE = "ecr-steward"
+NAMESPACE = "EcrSteward"
+
+
+class _CurrentStdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time of the call, not at creation: the Lambda
+    runtime's stream in AWS, a test's capture under pytest."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@lru_cache(maxsize=1)
+def logger() -> Logger:
+
+    return Logger(
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE),
+        logger_handler=_CurrentStdoutHandler(),
+    )
+
+
+@lru_cache(maxsize=1)
+def metrics() -> Metrics:
+
+    return Metrics(
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE),
+    )
+
+
+def count(name: str, value: float = 1) -> None:
+    """Add to a Count metric; flushed as one EMF line at the end of the invocation."""
+
+    metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def flushes_metrics(entry_point: Callable[P, R]) -> Callable[P, R]:
+    """For a function's entry point: the metrics it counted are written as one EMF line when it
+    returns or raises (Powertools' `log_metrics`, without its cold-start metric)."""
+
+    @functools.wraps(entry_point)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return entry_point(*args, **kwargs)
+        finally:
+            flush_metrics()
+
+    return run
+
+
+def flush_metrics() -> None:
+    """Write the buffered metrics as one EMF log line (no warning when there are none)."""
+    m = metrics()
+    if m.metric_set:
+        m.flush_metrics()

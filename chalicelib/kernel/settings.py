@@ -1,0 +1,105 @@
+"""Runtime settings: every environment variable the functions read, in one validated model.
+
+Locally (and in tests) each table and queue has the name the embedded backend creates. In a
+deployed function (`AWS_LAMBDA_FUNCTION_NAME` is set) nothing falls back to a local name: a stage
+whose config misses a variable fails at the first use of its settings, naming the variables,
+rather than quietly using `steward-*` resources that do not exist there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Names the embedded backend creates; on AWS the stage's config sets the deployed names.
+DEFAULT_IDEMPOTENCY_TABLE = "steward-idempotency"
+DEFAULT_EVENTS_DLQ = "steward-ecr-events-dlq"
+DEFAULT_SWEEP_QUEUE = "steward-repository-jobs"
+DEFAULT_SWEEP_DLQ = "steward-repository-jobs-dlq"
+DEFAULT_RETENTION_TABLE = "steward-retention-marks"
+DEFAULT_GATE_TABLE = "steward-gate-decisions"
+DEFAULT_REPLICATION_QUEUE = "steward-replication-jobs"
+DEFAULT_REPLICATION_DLQ = "steward-replication-jobs-dlq"
+DEFAULT_REPLICATION_TABLE = "steward-replication-copies"
+
+# variable -> local default; a deployed stage must set every one of them.
+RESOURCE_VARIABLES = {
+    "STEWARD_IDEMPOTENCY_TABLE": DEFAULT_IDEMPOTENCY_TABLE,
+    "STEWARD_EVENTS_DLQ": DEFAULT_EVENTS_DLQ,
+    "STEWARD_SWEEP_QUEUE": DEFAULT_SWEEP_QUEUE,
+    "STEWARD_RETENTION_TABLE": DEFAULT_RETENTION_TABLE,
+    "STEWARD_GATE_TABLE": DEFAULT_GATE_TABLE,
+    "STEWARD_REPLICATION_QUEUE": DEFAULT_REPLICATION_QUEUE,
+    "STEWARD_REPLICATION_TABLE": DEFAULT_REPLICATION_TABLE,
+}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+class SettingsError(RuntimeError):
+    """The environment is not one the functions can run in."""
+
+
+class Settings(BaseModel):
+    """What a function needs to know about where it runs."""
+
+    model_config = ConfigDict(frozen=True)  # hashable: caches key on it
+
+    # True in a Lambda function: static token keys are refused there, resources must be named.
+    deployed: bool
+    policy_path: Path
+    dry_run: bool
+    region: str
+    idempotency_table: str
+    idempotency_ttl_seconds: int
+    dead_letter_queue: str
+    sweep_queue: str
+    retention_table: str
+    gate_table: str
+    replication_queue: str
+    replication_table: str
+    # The role the token API assumes; default: ecr-steward-token-vending in the caller's account.
+    token_role_arn: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        deployed = bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+        missing = [name for name in RESOURCE_VARIABLES if not environ.get(name)]
+        if deployed and missing:
+            raise SettingsError(
+                f"the function's environment lacks {', '.join(missing)}: "
+                "set them in the stage's config (.chalice/config.json)"
+            )
+        names = {name: environ.get(name) or default for name, default in RESOURCE_VARIABLES.items()}
+        policy = Path(environ.get("STEWARD_POLICY", "policy.example.yaml"))
+        if not policy.is_absolute() and not policy.exists():
+            # Lambda's working directory is the package root; locally it is the checkout.
+            policy = PROJECT_ROOT / policy
+        ttl = environ.get("STEWARD_IDEMPOTENCY_TTL", "86400")
+        if not ttl.isdigit():
+            raise SettingsError(f"STEWARD_IDEMPOTENCY_TTL must be a number of seconds, not {ttl!r}")
+        return cls(
+            deployed=deployed,
+            policy_path=policy,
+            dry_run=environ.get("STEWARD_DRY_RUN", "").strip().lower() in TRUE_WORDS,
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            idempotency_table=names["STEWARD_IDEMPOTENCY_TABLE"],
+            idempotency_ttl_seconds=int(ttl),
+            dead_letter_queue=names["STEWARD_EVENTS_DLQ"],
+            sweep_queue=names["STEWARD_SWEEP_QUEUE"],
+            retention_table=names["STEWARD_RETENTION_TABLE"],
+            gate_table=names["STEWARD_GATE_TABLE"],
+            replication_queue=names["STEWARD_REPLICATION_QUEUE"],
+            replication_table=names["STEWARD_REPLICATION_TABLE"],
+            token_role_arn=environ.get("STEWARD_TOKEN_ROLE_ARN") or None,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,53 @@
+"""The ledger: which destination images each replication rule made (a DynamoDB table), so that
+delete sync only ever removes what the rule copied.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chalicelib.kernel.aws import client as aws_client
+
+
+def ledger_key(rule: str, account: str, region: str, repository: str, digest: str) -> str:
+    return f"{rule}|{account}|{region}|{repository}|{digest}"
+
+
+def record_copies(table: str, keys: dict[str, list[str]]) -> None:
+    """Remember that the rule made these destination images (key → tags it put)."""
+    for key, tags in keys.items():
+        update = "SET copied_at = :now"
+        values: dict[str, Any] = {":now": {"N": str(int(time.time()))}}
+        if tags:
+            update += " ADD tags :tags"
+            values[":tags"] = {"SS": sorted(set(tags))}
+        aws_client("dynamodb").update_item(
+            TableName=table,
+            Key={"id": {"S": key}},
+            UpdateExpression=update,
+            ExpressionAttributeValues=values,
+        )
+
+
+def copy_record(table: str, key: str) -> list[str] | None:
+    """The tags the rule put on this destination image, or None if the rule did not make it."""
+    item = aws_client("dynamodb").get_item(
+        TableName=table, Key={"id": {"S": key}}, ConsistentRead=True
+    )
+    if "Item" not in item:
+        return None
+    return sorted(item["Item"].get("tags", {}).get("SS", []))
+
+
+def forget_copy(table: str, key: str, tag: str | None = None) -> None:
+    """Drop the record (the image is gone), or only one tag from it."""
+    if tag is None:
+        aws_client("dynamodb").delete_item(TableName=table, Key={"id": {"S": key}})
+        return
+    aws_client("dynamodb").update_item(
+        TableName=table,
+        Key={"id": {"S": key}},
+        UpdateExpression="DELETE tags :tag",
+        ExpressionAttributeValues={":tag": {"SS": [tag]}},
+    )

@@ -1,0 +1,133 @@
+"""What belongs to an image at the source (exact manifest bytes, an index's children, cosign
+sidecars, OCI referrers) and what the destination already has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field
+
+from chalicelib.ecr.errors import (
+    ImageNotFound,
+    RepositoryNotFound,
+)
+from chalicelib.ecr.gateway import Registry
+from chalicelib.oci.manifests import Manifest, short_digest
+from chalicelib.oci.referrers import COSIGN_KINDS, cosign_tag
+
+
+class SourceImage(BaseModel):
+    """Everything that belongs to one image, in put order (children and subjects first)."""
+
+    repository: str
+    digest: str
+    manifests: list[Manifest]
+    why: dict[str, str]  # digest → why it belongs to the image
+    blobs: dict[str, int]  # digest → size, over every image manifest
+    sidecar_tags: dict[str, str] = Field(default_factory=dict)  # cosign tag → its digest
+
+
+class DestinationState(BaseModel):
+    repository_exists: bool
+    manifests: set[str] = Field(default_factory=set)
+    tagged: set[tuple[str, str]] = Field(default_factory=set)  # (digest, tag) already in place
+    missing_blobs: set[str] = Field(default_factory=set)
+
+
+def read_source(registry: Registry, repository: str, digest: str) -> SourceImage:
+    """The image's manifests (exact bytes), children, referrers and blobs, read at the source."""
+    listing = list(registry.iter_images(repository))
+    by_tag = {tag: image.digest for image in listing for tag in image.tags}
+    subject_referrers: dict[str, list[str]] = {}
+    for image in listing:
+        if image.subject_digest:
+            subject_referrers.setdefault(image.subject_digest, []).append(image.digest)
+
+    manifests: dict[str, Manifest] = {}
+    why: dict[str, str] = {digest: "the image"}
+    children: dict[str, list[str]] = {}
+    attached: dict[str, list[str]] = {}
+    sidecars: dict[str, str] = {}
+    wanted = [digest]
+    while wanted:
+        found, failures = registry.get_manifests(repository, [{"imageDigest": d} for d in wanted])
+        missing = set(wanted) - {m.digest for m in found}
+        if missing:
+            reason = failures[0].get("failureReason", "") if failures else ""
+            raise ImageNotFound(
+                "ImageNotFoundException",
+                f"{', '.join(sorted(missing))} not in {repository} {reason}".strip(),
+                "batch_get_image",
+            )
+        wanted = []
+
+        def want(d: str, reason: str, parent: str, edges: dict[str, list[str]]) -> None:
+            edges.setdefault(parent, []).append(d)
+            if d not in why:
+                why[d] = reason
+                wanted.append(d)  # noqa: B023 - called only within this round
+
+        for manifest in found:
+            manifests[manifest.digest] = manifest
+            short = short_digest(manifest.digest)
+            for child in manifest.children():
+                want(child.digest, f"listed by index {short}", manifest.digest, children)
+            for kind in COSIGN_KINDS:
+                tag = cosign_tag(manifest.digest, kind)
+                if tag in by_tag:
+                    sidecars[tag] = by_tag[tag]
+                    want(by_tag[tag], f"cosign .{kind} of {short}", manifest.digest, attached)
+            for referrer in subject_referrers.get(manifest.digest, []):
+                want(referrer, f"OCI referrer of {short}", manifest.digest, attached)
+
+    order: list[Manifest] = []
+    placed: set[str] = set()
+
+    def place(d: str) -> None:
+        if d in placed:
+            return
+        placed.add(d)
+        for child in children.get(d, []):
+            place(child)
+        order.append(manifests[d])
+        for referrer in attached.get(d, []):
+            place(referrer)
+
+    place(digest)
+    blobs: dict[str, int] = {}
+    for manifest in order:
+        if manifest.is_index:
+            continue
+        for blob in manifest.blobs():
+            if not blob.urls:  # non-distributable layers stay where their urls say
+                blobs.setdefault(blob.digest, blob.size)
+    return SourceImage(
+        repository=repository,
+        digest=digest,
+        manifests=order,
+        why=why,
+        blobs=blobs,
+        sidecar_tags=sidecars,
+    )
+
+
+def read_destination(
+    registry: Registry, repository: str, source: SourceImage, tags: Iterable[str]
+) -> DestinationState:
+    """Which of the image's manifests, tags and blobs the destination repository already has."""
+    try:
+        registry.describe_repository(repository)
+    except RepositoryNotFound:
+        return DestinationState(repository_exists=False, missing_blobs=set(source.blobs))
+    pairs = [(source.digest, tag) for tag in tags]
+    pairs += [(digest, tag) for tag, digest in source.sidecar_tags.items()]
+    ids = [{"imageDigest": m.digest} for m in source.manifests]
+    ids += [{"imageDigest": d, "imageTag": t} for d, t in pairs]
+    found, failures = registry.get_manifests(repository, ids)
+    present = {m.digest for m in found}
+    failed_tags = {f.get("imageId", {}).get("imageTag") for f in failures}
+    tagged = {(d, t) for d, t in pairs if d in present and t not in failed_tags}
+    missing = set(registry.missing_layers(repository, source.blobs)) if source.blobs else set()
+    return DestinationState(
+        repository_exists=True, manifests=present, tagged=tagged, missing_blobs=missing
+    )

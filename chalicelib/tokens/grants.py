@@ -1,0 +1,169 @@
+"""Credential vending's pure decision: which grant of the policy covers a caller's request, or
+which check failed (caller, registry, repository, access).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from chalicelib.ecr.access import Access, Scope
+from chalicelib.policy.tokens import Grant
+
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+
+
+REGISTRY_HOST_RE = re.compile(
+    r"^(?:https?://)?(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
+    r"\.amazonaws\.com(?:\.cn)?/?$"
+)
+
+
+REPOSITORY_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+class Caller(BaseModel):
+    kind: Literal["iam", "oidc", "static"]
+    id: str
+    issuer: str | None = None
+    claims: dict[str, Any] = {}
+
+
+class TokenRequest(BaseModel):
+    account: str
+    region: str
+    repository: str | None
+    access: Access
+    format: Literal["json", "docker-config", "login"] = "json"
+
+
+class Decision(BaseModel):
+    granted: bool
+    grant: str | None = None
+    scope: Scope | None = None
+    check: Literal["caller", "registry", "repository", "access"] | None = None
+    reason: str
+
+
+class BadRequest(ValueError):
+    pass
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+def parse_request(query: Mapping[str, str], default_region: str) -> TokenRequest:
+    """Validate the query string; BadRequest names the parameter."""
+    registry = (query.get("registry") or "").strip()
+    if not registry:
+        raise BadRequest("registry is required: an account id or an ECR registry host")
+    host = REGISTRY_HOST_RE.match(registry)
+    if host:
+        account, region = host["account"], host["region"]
+    elif ACCOUNT_RE.match(registry):
+        account, region = registry, default_region
+    else:
+        raise BadRequest(f"registry {registry!r} is neither a 12-digit account id nor an ECR host")
+    repository = query.get("repository") or None
+    if repository is not None and (len(repository) > 256 or not REPOSITORY_RE.match(repository)):
+        raise BadRequest(f"repository {repository!r} is not a valid ECR repository name")
+    access = query.get("access", "pull")
+    if access not in ("pull", "push"):
+        raise BadRequest(f"access must be pull or push, not {access!r}")
+    output = query.get("format", "json")
+    if output not in ("json", "docker-config", "login"):
+        raise BadRequest(f"format must be json, docker-config or login, not {output!r}")
+    return TokenRequest(
+        account=account,
+        region=region,
+        repository=repository,
+        access=access,
+        format=output,
+    )
+
+
+def _glob(value: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def names_caller(grant: Grant, caller: Caller) -> bool:
+    if caller.kind == "iam":
+        return _glob(caller.id, grant.iam_principals)
+    if caller.kind == "static":
+        return caller.id.removeprefix("static:") in grant.static_keys
+    if grant.oidc is None or grant.oidc.issuer != caller.issuer:
+        return False
+    for claim, wanted in grant.oidc.claims.items():
+        if claim not in caller.claims:
+            return False
+        value = caller.claims[claim]
+        values = value if isinstance(value, list) else [value]
+        patterns = wanted if isinstance(wanted, list) else [wanted]
+        if not any(_glob(_claim_text(v), patterns) for v in values):
+            return False
+    return True
+
+
+def _claim_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool | int | float) else str(value)
+
+
+def decide(caller: Caller, request: TokenRequest, grants: list[Grant]) -> Decision:
+    """The first grant, in policy order, that allows the request; or the check that failed."""
+    candidates = [g for g in grants if names_caller(g, caller)]
+    if not candidates:
+        return Decision(granted=False, check="caller", reason=f"no grant names {caller.id}")
+    in_registry = [
+        g
+        for g in candidates
+        if _glob(request.account, g.registries) and _glob(request.region, g.regions)
+    ]
+    if not in_registry:
+        return Decision(
+            granted=False,
+            check="registry",
+            reason=f"grants {_names(candidates)} do not cover registry "
+            f"{request.account} in {request.region}",
+        )
+    in_repository = [
+        g
+        for g in in_registry
+        if request.repository is None or _glob(request.repository, g.repositories)
+    ]
+    if not in_repository:
+        return Decision(
+            granted=False,
+            check="repository",
+            reason=f"grants {_names(in_registry)} do not cover repository {request.repository}",
+        )
+    allowed = [g for g in in_repository if request.access == "pull" or g.access == "push"]
+    if not allowed:
+        return Decision(
+            granted=False,
+            check="access",
+            reason=f"grants {_names(in_repository)} allow pull only, not push",
+        )
+    grant = allowed[0]
+    scope = Scope(
+        grant=grant.name,
+        account=request.account,
+        region=request.region,
+        repositories=tuple(grant.repositories),
+        access=grant.access if request.access == "push" else "pull",
+    )
+    return Decision(
+        granted=True,
+        grant=grant.name,
+        scope=scope,
+        reason=f"grant {grant.name} allows {scope.access} on {', '.join(scope.repositories)}",
+    )
+
+
+def _names(grants: list[Grant]) -> str:
+    return ", ".join(g.name for g in grants)

@@ -1,0 +1,62 @@
+"""`steward login`: a scoped registry credential from the token API, into docker's config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from steward_tools.credhelper import (
+    TokenApiError,
+    caller_token,
+    docker_login,
+    fetch_token,
+    merge_docker_config,
+)
+
+
+@click.command()
+@click.argument("registry")
+@click.option("--repository", help="A repository the credential must cover.")
+@click.option("--access", type=click.Choice(["pull", "push"]), default="pull", show_default=True)
+@click.option("--api", envvar="STEWARD_API_URL", required=True, help="The API's base URL.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the credential into this docker config.json instead of running docker login.",
+)
+@click.option("--docker", "docker_command", default="docker", show_default=True, hidden=True)
+def login(
+    registry: str,
+    repository: str | None,
+    access: str,
+    api: str,
+    config_path: Path | None,
+    docker_command: str,
+) -> None:
+    """Get a scoped credential for REGISTRY from the token API and log docker in with it.
+
+    The caller's JWT comes from STEWARD_TOKEN, STEWARD_TOKEN_FILE or GitHub Actions' OIDC.
+    """
+
+    output = "docker-config" if config_path else "login"
+    try:
+        body = fetch_token(
+            api,
+            registry,
+            access=access,
+            repository=repository,
+            output=output,
+            bearer=caller_token(),
+        )
+    except TokenApiError as error:
+        raise click.ClickException(str(error)) from None
+    if config_path:
+        merge_docker_config(config_path, body)
+        click.echo(f"wrote {', '.join(body['auths'])} to {config_path} (until {body['expiresAt']})")
+        return
+    status = docker_login(body, docker_command)
+    if status:
+        raise click.ClickException(f"docker login failed ({status})")
+    click.echo(f"logged in to {body['proxyEndpoint']} until {body['expiresAt']}")

@@ -1,0 +1,103 @@
+"""`steward replicate [--rule NAME] [--dry-run]` and `steward replicate native`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from chalicelib.ecr.errors import RegistryError
+from chalicelib.policy import PolicyError
+from chalicelib.replication.backfill import run_backfill
+from chalicelib.replication.native import run_native
+from steward_tools.cli.common import local_option, use_local_backend
+
+
+@click.group(invoke_without_command=True)
+@click.option("--rule", "rule_name", help="The replication rule (its `name` in the policy).")
+@click.option("--dry-run", is_flag=True, help="Show what would be copied; copy nothing.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
+@local_option
+@click.pass_context
+def replicate(
+    ctx: click.Context, rule_name: str | None, dry_run: bool, region: str | None, local: bool
+) -> None:
+    """Backfill: copy the existing images a replication rule selects, only what is missing."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not rule_name:
+        raise click.UsageError("--rule NAME is required")
+    if local:
+        use_local_backend()
+
+    bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
+    done = {"images": 0, "total": 0}
+
+    def on_jobs(jobs: list[Any]) -> None:
+        done["total"] = len(jobs)
+        bar.set_description(f"images 0/{len(jobs)}")
+
+    def on_image(result: Any) -> None:
+        done["images"] += 1
+        bar.set_description(f"images {done['images']}/{done['total']}")
+        if dry_run:
+            for line in [f"{result.source} → {result.destination}", *result.plan]:
+                tqdm.write(f"  {line}", file=sys.stderr)
+
+    try:
+        summary = run_backfill(
+            rule_name,
+            region=region,
+            dry_run=dry_run,
+            on_jobs=on_jobs,
+            on_bytes=bar.update,
+            on_image=on_image,
+        )
+    except (LookupError, PolicyError, RegistryError) as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        bar.close()
+    for failure in summary.errors:
+        click.echo(f"failed: {failure}", err=True)
+    moved = (
+        f"{summary.bytes_planned} bytes to move"
+        if dry_run
+        else f"{summary.bytes_moved} bytes moved"
+    )
+    click.echo(
+        f"rule {summary.rule}{' (dry run)' if dry_run else ''}: {summary.images} images "
+        f"({summary.copied} copied, {summary.unchanged} already there, {summary.failed} failed), "
+        f"{moved}, {summary.bytes_skipped} bytes skipped (already at the destination)"
+    )
+    if summary.failed:
+        sys.exit(1)
+
+
+@replicate.command("native")
+@click.option("--rule", "rule_name", required=True, help="The replication rule to express.")
+@click.option("--dry-run", is_flag=True, help="Show the configuration; do not write it.")
+@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
+@local_option
+def replicate_native(rule_name: str, dry_run: bool, region: str | None, local: bool) -> None:
+    """Write ECR's own replication configuration for a rule ECR can express, or say why not."""
+    if local:
+        use_local_backend()
+
+    try:
+        plan = run_native(rule_name, region=region, apply=not dry_run)
+    except (LookupError, PolicyError, RegistryError) as error:
+        raise click.ClickException(str(error)) from error
+    if not plan.expressible:
+        click.echo(f"rule {rule_name}: ECR's replication cannot express it:", err=True)
+        for reason in plan.reasons:
+            click.echo(f"  - {reason}", err=True)
+        click.echo("ecr-steward's own replication (on push, or `steward replicate`) can.", err=True)
+        sys.exit(2)
+    click.echo(json.dumps({"rules": plan.configuration}, indent=2))
+    for note in plan.reasons:
+        click.echo(f"note: {note}", err=True)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"rule {rule_name}: {verb} put-replication-configuration", err=True)

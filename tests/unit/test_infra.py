@@ -1,0 +1,126 @@
+"""Deployment: the post-processing that `make package` applies to Chalice's template, and the
+per-function IAM policies and their check. (`make test` also packages both stages and runs
+cfn-lint on them, and runs `infra/iam.py check` on the suite's record of AWS calls.)"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from infra import iam
+from infra.package import post_process
+
+
+def chalice_template() -> dict:
+    """The shape `chalice package` gives: functions with SQS events referencing queues by ARN,
+    one of them overridden by the merge template (both intrinsics left in the dict)."""
+
+    def function(events: dict) -> dict:
+        return {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {
+                "Timeout": 120,
+                "Role": {"Fn::GetAtt": [f"R{len(events)}", "Arn"]},
+                "Events": events,
+            },
+        }
+
+    def sqs(name: str) -> dict:
+        arn = f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{name}"
+        return {"Type": "SQS", "Properties": {"Queue": {"Fn::Sub": arn}, "BatchSize": 10}}
+
+    merged = sqs("steward-sweep")
+    merged["Properties"]["Queue"]["Fn::GetAtt"] = ["SweepQueue", "Arn"]
+    return {
+        "Resources": {
+            "R1": {"Type": "AWS::IAM::Role", "Properties": {"Policies": []}},
+            "OnCopyJob": function({"OnCopyJobSqsEventSource": sqs("steward-copies")}),
+            "OnSweep": function({"OnSweepSqsEventSource": merged}),
+            "SweepQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "x-sweep"}},
+            "SweepDeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "Api": {"Type": "AWS::Serverless::Function", "Properties": {"Events": {}}},
+        },
+        "Parameters": {"Stage": {"Type": "String", "Default": "dev"}},
+    }
+
+
+def test_every_sqs_consumer_reports_batch_item_failures_and_has_a_queue() -> None:
+    template = post_process(copy.deepcopy(chalice_template()), "prod")
+    resources = template["Resources"]
+    copy_event = resources["OnCopyJob"]["Properties"]["Events"]["OnCopyJobSqsEventSource"]
+    sweep_event = resources["OnSweep"]["Properties"]["Events"]["OnSweepSqsEventSource"]
+    for event in (copy_event, sweep_event):
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # The merge template's reference wins over Chalice's ARN.
+    assert sweep_event["Properties"]["Queue"] == {"Fn::GetAtt": ["SweepQueue", "Arn"]}
+    # A queue no resource created gets one, with a dead-letter queue and redrive.
+    assert copy_event["Properties"]["Queue"] == {"Fn::GetAtt": ["OnCopyJobQueue", "Arn"]}
+    queue = resources["OnCopyJobQueue"]["Properties"]
+    assert queue["QueueName"] == "steward-copies"
+    assert queue["VisibilityTimeout"] == 720
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["OnCopyJobDeadLetterQueue", "Arn"]
+    }
+    # Lambda's poller may receive from it with the function's role.
+    statement = resources["R1"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    assert "sqs:ReceiveMessage" in statement["Action"]
+    assert template["Parameters"]["Stage"]["Default"] == "prod"
+
+
+def test_alarms_on_every_function_and_dead_letter_queue() -> None:
+    resources = post_process(chalice_template(), "dev")["Resources"]
+    alarms = {k for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == {
+        "OnCopyJobErrorsAlarm",
+        "OnCopyJobThrottlesAlarm",
+        "OnSweepErrorsAlarm",
+        "OnSweepThrottlesAlarm",
+        "ApiErrorsAlarm",
+        "ApiThrottlesAlarm",
+        "SweepDeadLetterQueueDepthAlarm",
+        "OnCopyJobDeadLetterQueueDepthAlarm",
+    }
+    depth = resources["SweepDeadLetterQueueDepthAlarm"]["Properties"]
+    assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert depth["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_every_function_of_the_app_has_its_own_policy() -> None:
+    for stage in ("dev", "prod"):
+        policies = iam.function_policies(stage)
+        assert set(policies) == set(iam.app_functions())
+        api = {s["Sid"] for s in policies["api_handler"]["Statement"]}
+        assert "VendTokens" in api
+        assert "TagPushedImages" not in api
+
+
+def test_the_check_flags_ungranted_and_unused_actions(tmp_path: Path) -> None:
+    functions = iam.app_functions()
+    calls: dict[str, list[str]] = {f: [] for f in functions}
+    calls["api_handler"] = ["sts:AssumeRole", "ecr:PutImage"]
+    calls["api_handler:vended"] = ["ecr:GetAuthorizationToken", "ecr:DeleteRepository"]
+    record = tmp_path / "calls.json"
+    record.write_text(json.dumps({"complete": True, "calls": calls}))
+    problems = iam.check("dev", record, strict=True)
+    assert "api_handler: calls ecr:PutImage, which its policy does not grant" in problems
+    assert any(p.startswith("api_handler: granted dynamodb:") for p in problems)
+    assert "api_handler:vended: calls ecr:DeleteRepository, beyond the token-vending role" in (
+        problems
+    )
+    assert not any(p.startswith("api_handler: ") and "sts:AssumeRole" in p for p in problems)
+    # Without --strict only what would fail on AWS is a problem.
+    assert not any(" but no test of it calls it" in p for p in iam.check("dev", record))
+    assert "api_handler: calls ecr:PutImage, which its policy does not grant" in iam.check(
+        "dev", record
+    )
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_vending_role_is_named_as_the_api_policy_expects(stage: str) -> None:
+    statement = iam.catalogue(stage)["VendTokens"]
+    resources = json.loads(Path("infra/resources.json").read_text())["Resources"]
+    role_name = resources["TokenVendingRole"]["Properties"]["RoleName"]["Fn::Sub"]
+    assert statement["Resource"].endswith(role_name.replace("${Stage}", stage))
