@@ -101,7 +101,9 @@ class _IdempotentProcessor:
             expires_after_seconds=settings.idempotency_ttl_seconds,
             response_hook=_mark_duplicate,
         )
-        persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+        persistence = DynamoDBPersistenceLayer(
+            table_name=settings.idempotency_table, boto3_client=aws_client("dynamodb")
+        )
         self._run = idempotent_function(
             data_keyword_argument="event",
             persistence_store=persistence,

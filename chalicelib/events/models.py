@@ -20,7 +20,8 @@ SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 
 
 class _Detail(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    # Built on first use: an invocation validates one kind of event, not all of them.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True, defer_build=True)
 
 
 def repository_name_of(value: str) -> str:
@@ -134,7 +135,7 @@ DetailT = TypeVar("DetailT", bound=BaseModel)
 class Envelope(BaseModel, Generic[DetailT]):
     """The EventBridge envelope, exactly as EventBridge hands it to a Lambda target."""
 
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
+    model_config = ConfigDict(populate_by_name=True, frozen=True, defer_build=True)
 
     version: str
     id: str

@@ -1,20 +1,14 @@
 """SQS data access: queue URLs, fan-out jobs sent 10 a call (the sweep's repository jobs,
-replication's copy jobs), and the consumer side's partial batch responses."""
+replication's copy jobs). The consumer side is `chalicelib.kernel.jobconsumer`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-
 from chalicelib.kernel.aws import client as aws_client
-from chalicelib.kernel.observability import count, flushes_metrics
+from chalicelib.kernel.aws import on_reset
 
 SEND_BATCH = 10  # SQS's send-message-batch limit
 SEND_ATTEMPTS = 3
@@ -26,6 +20,9 @@ def queue_url(queue: str) -> str:
     if queue.startswith(("https://", "http://")):
         return queue
     return str(aws_client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
+
+
+on_reset(queue_url.cache_clear)
 
 
 class SendFailed(RuntimeError):
@@ -61,25 +58,3 @@ def send_jobs(
         else:
             raise SendFailed(f"SQS kept failing {len(entries)} jobs")
     return calls
-
-
-@flushes_metrics
-def process_jobs(
-    event: dict[str, Any],
-    context: Any,
-    handle: Callable[[Any], dict[str, Any]],
-    failed_metric: str,
-) -> dict[str, Any]:
-    """One SQS batch as Lambda delivers it: `handle` each record; a record that raises is
-    reported in `batchItemFailures` (and counted under `failed_metric`) and comes back alone."""
-
-    processor = BatchProcessor(event_type=EventType.SQS)
-    response: dict[str, Any] = dict(
-        process_partial_response(
-            event=event, record_handler=handle, processor=processor, context=context
-        )
-    )
-    failed = len(response.get("batchItemFailures", []))
-    if failed:
-        count(failed_metric, failed)
-    return response

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from chalicelib.ecr import registries
 from chalicelib.ecr.errors import (
     ImageNotFound,
 )
-from chalicelib.kernel.jobqueue import process_jobs, send_jobs
+from chalicelib.kernel.jobconsumer import process_jobs
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import current_policy, dry_run
@@ -62,17 +61,3 @@ def handle_copy_jobs(event: dict[str, Any], context: Any = None) -> dict[str, An
             return outcome
 
     return process_jobs(event, context, handle, "ReplicationJobsFailed")
-
-
-def enqueue(jobs: list[CopyJob]) -> int:
-
-    return enqueue_jobs(get_settings().replication_queue, [job.model_dump_json() for job in jobs])
-
-
-def enqueue_jobs(queue: str, bodies: Iterable[str]) -> int:
-    """Send message bodies, ten a call; a message SQS refuses raises (nothing silently lost)."""
-
-    pending = list(bodies)
-    # No resend here: the failed invocation is retried whole, and copy jobs are idempotent.
-    send_jobs(queue, pending, attempts=1)
-    return len(pending)

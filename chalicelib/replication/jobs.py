@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.kernel.jobqueue import send_jobs
+from chalicelib.kernel.settings import get_settings
 from chalicelib.policy.replication import ReplicationRule, RepositorySettings, render_repository
 from chalicelib.replication.ledger import ledger_key
 
@@ -110,3 +112,10 @@ def jobs_for(
             )
         )
     return jobs
+
+
+def enqueue(jobs: list[CopyJob]) -> int:
+    """Send copy jobs to the replication queue, ten a call. A message SQS refuses raises: the
+    failed invocation is retried whole (copy jobs are idempotent), so nothing is silently lost."""
+    send_jobs(get_settings().replication_queue, [job.model_dump_json() for job in jobs], attempts=1)
+    return len(jobs)

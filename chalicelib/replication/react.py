@@ -15,8 +15,7 @@ from chalicelib.kernel.observability import count, logger
 from chalicelib.oci.referrers import cosign_subject
 from chalicelib.policy import current_policy, dry_run
 from chalicelib.policy.replication import ReplicationRule, Trigger
-from chalicelib.replication.consumer import enqueue
-from chalicelib.replication.jobs import CopyJob, jobs_for
+from chalicelib.replication.jobs import CopyJob, enqueue, jobs_for
 
 
 def _rules(trigger: Trigger, repository: str) -> list[ReplicationRule]:

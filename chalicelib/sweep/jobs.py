@@ -23,7 +23,8 @@ from chalicelib.ecr.gateway import Registry
 from chalicelib.ecr.models import RepositoryInfo
 from chalicelib.governance.task import repository_task
 from chalicelib.governance.task import sweep_scope as governance_scope
-from chalicelib.kernel.jobqueue import process_jobs, send_jobs
+from chalicelib.kernel.jobconsumer import process_jobs
+from chalicelib.kernel.jobqueue import send_jobs
 from chalicelib.kernel.observability import count, flushes_metrics, logger
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import Policy, current_policy
