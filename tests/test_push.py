@@ -35,6 +35,7 @@ from steward_tools.push import (
 )
 from steward_tools.samples import (
     BuiltImage,
+    Layer,
     build_image,
     build_index,
     build_referrer,
@@ -291,7 +292,9 @@ class TestDockerArchive:
         # docker save holds layers uncompressed: their digests are the config's diff_ids.
         assert [layer["mediaType"] for layer in document["layers"]] == [DOCKER_LAYER] * 2
         assert _docker_layer_digests(loaded) == built.diff_ids
-        assert [layer["size"] for layer in document["layers"]] == [1024, 2048]
+        assert [layer["size"] for layer in document["layers"]] == [
+            len(layer.content) for layer in built.layers
+        ]
         for layer in built.layers:
             assert _blob_bytes(loaded, layer.diff_id) == layer.content
 
@@ -586,7 +589,8 @@ class TestPushFailures:
         assert sum(registry.calls.values()) == 0
 
     def test_empty_blob_fails_before_any_call(self, registry: Registry, tmp_path: Path) -> None:
-        built = build_image([0], seed=1, gzip_layers=False)
+        # A zero-byte blob (no tar at all), which ECR refuses to take as a layer.
+        built = build_image([], layers=[Layer(content=b"", gzipped=False)])
         layout = write_oci_layout(tmp_path / "layout", built)
         registry.calls.clear()
 

@@ -38,6 +38,9 @@ def list_referrers(call: Call, digest: str) -> Response:
     call.allow(GET_IMAGE)
     check_digest(digest)
     artifact_type = call.request.param("artifactType")
+    if artifact_type:
+        # A media type has no spaces: a bare "+" (form-decoded to a space) meant "+".
+        artifact_type = artifact_type.replace(" ", "+")
     backend = call.backend()
     with backend._lock:
         repo = call.repository()

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..account_settings import settings_of
 from ..ecr import MIN_PART_BYTES, blob_store
 from .blobs import PULL_DOWNLOAD
 from .context import Call, check_digest
@@ -200,7 +201,7 @@ def _mount(call: Call, digest: str, source: str) -> Response | None:
     in the source repository references it; otherwise the client gets a fresh upload (202).
     (https://docs.aws.amazon.com/AmazonECR/latest/userguide/blob-mounting.html)"""
     backend = call.backend()
-    if getattr(backend, "account_settings", {}).get("BLOB_MOUNTING") != "ENABLED":
+    if settings_of(backend)["BLOB_MOUNTING"] != "ENABLED":
         return None
     try:
         call.allow(PULL_DOWNLOAD, repository=source)
