@@ -285,6 +285,15 @@ def test_wrong_digest_and_streamed_upload(ecr, v2: V2) -> None:  # type: ignore[
     assert v2.request("PATCH", location, b"streamed without a range").status == 202
     reply = v2.request("PUT", f"{location}?digest={digest(b'other')}")
     assert reply.status == 400 and reply.error_codes == ["DIGEST_INVALID"]
+    assert v2.request("GET", location).error_codes == ["BLOB_UPLOAD_UNKNOWN"]  # discarded
+
+    # As docker streams a layer: one PATCH with a chunked body of unknown length.
+    pieces = [bytes([n]) * 300_000 for n in range(8)]
+    location = v2.request("POST", "/v2/team/app/blobs/uploads/").headers["location"]
+    streamed = v2.request("PATCH", location, iter(pieces))
+    assert streamed.status == 202 and streamed.headers["range"] == f"0-{8 * 300_000 - 1}"
+    done = v2.request("PUT", f"{location}?digest={digest(b''.join(pieces))}")
+    assert done.status == 201
     reply = v2.request("PUT", f"{location}?digest=sha256:nothex")
     assert reply.status == 400
 

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from steward_tools.samples import Built
@@ -42,7 +43,7 @@ class V2:
         self,
         method: str,
         path: str,
-        body: bytes | None = None,
+        body: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
