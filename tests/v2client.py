@@ -6,8 +6,8 @@ import base64
 import hashlib
 import http.client
 import json
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from steward_tools.samples import Built
