@@ -113,13 +113,14 @@ class Request:
 
     def finish_unread_body(self) -> list[tuple[str, str]]:
         """Before a refusal: drain a small unread body, or ask to close the connection."""
-        if self.body_read or not self.has_body:
-            return []
-        if not self.environ.get("wsgi.input_terminated") and self.content_length <= _DRAIN_LIMIT:
-            try:
+        try:
+            if self.body_read or not self.has_body:
+                return []
+            chunked = self.environ.get("wsgi.input_terminated")
+            if not chunked and self.content_length <= _DRAIN_LIMIT:
                 for _ in self.chunks():
                     pass
                 return []
-            except (RegistryError, OSError):
-                pass
+        except (RegistryError, OSError):
+            pass  # a malformed length or a broken stream: the connection cannot be reused
         return [("Connection", "close")]
