@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from steward_tools.samples import build_image, build_index, write_oci_layout
 from tests.conftest import REGION
 from tests.test_registry_v2 import scoped_v2
-from tests.v2client import password_of
+from tests.v2client import V2, password_of
 
 
 def need(tool: str) -> str:
@@ -135,3 +136,30 @@ def test_umoci_unpacks_a_sample_image(tmp_path: Path) -> None:
         assert sorted(f.stat().st_size for f in files) == sorted(
             [1000, 3000] + ([500] if ref == "mixed" else [])
         )
+
+
+def test_podman_pulls_and_pushes(aws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    podman = need("podman")
+    ecr = aws.client("ecr", region_name=REGION)
+    for name in ("team/app", "team/copy"):
+        ecr.create_repository(repositoryName=name)
+    image = build_image(layer_sizes=[2048], seed=25)
+    v2 = V2(aws.port, password_of(ecr))
+    assert v2.push("team/app", image, tag="1.0").status == 201
+    # Its own storage, so the test touches nothing of the machine's containers (podman wants
+    # a run root under 50 characters: a short temporary directory).
+    runroot = Path(tempfile.mkdtemp(prefix="pm-", dir="/tmp"))
+    base = [podman, "--root", str(tmp_path / "root"), "--runroot", str(runroot)]
+    base += ["--storage-driver", "vfs"]
+    creds = ["--tls-verify=false", "--creds", f"AWS:{v2.password}"]
+    source, target = f"{aws.registry_host}/team/app:1.0", f"{aws.registry_host}/team/copy:2.0"
+    try:
+        for command in (["pull", *creds, source], ["push", *creds, source, target]):
+            result = subprocess.run(
+                [*base, *command], capture_output=True, text=True, timeout=120, check=False
+            )
+            assert result.returncode == 0, result.stderr
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+    [copied] = ecr.describe_images(repositoryName="team/copy")["imageDetails"]
+    assert copied["imageTags"] == ["2.0"]

@@ -97,7 +97,6 @@ class RegistryMiddleware:
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
                 *error.headers,
-                *request.finish_unread_body(),
             ]
             response = Response(error.status, headers, [body])
         except Exception:

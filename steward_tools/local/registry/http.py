@@ -13,8 +13,6 @@ from .errors import BLOB_UPLOAD_INVALID, RegistryError
 
 # `<account>.dkr.ecr.<region>.<anything>` names another registry of the embedded backend.
 _ECR_HOST = re.compile(r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]{1,32})\.")
-# Small bodies of refused requests are drained so the connection stays usable; bigger ones close.
-_DRAIN_LIMIT = 1024 * 1024
 
 
 @dataclass
@@ -53,7 +51,6 @@ class Request:
         match = _ECR_HOST.match(self.host)
         self.account = match["account"] if match else default_account
         self.region = match["region"] if match else default_region
-        self.body_read = False
 
     def header(self, name: str) -> str | None:
         key = name.upper().replace("-", "_")
@@ -81,8 +78,8 @@ class Request:
             raise RegistryError(400, BLOB_UPLOAD_INVALID, "malformed Content-Length") from None
 
     def chunks(self) -> Iterator[bytes]:
-        """The request body in pieces of at most CHUNK_SIZE, never whole in memory."""
-        self.body_read = True
+        """The request body in pieces of at most CHUNK_SIZE, never whole in memory. (A refusal
+        may leave it unread: werkzeug's server closes every connection after one response.)"""
         stream = self.environ["wsgi.input"]
         if self.environ.get("wsgi.input_terminated"):
             while chunk := stream.read(CHUNK_SIZE):
@@ -110,17 +107,3 @@ class Request:
                 )
             parts.append(chunk)
         return b"".join(parts)
-
-    def finish_unread_body(self) -> list[tuple[str, str]]:
-        """Before a refusal: drain a small unread body, or ask to close the connection."""
-        try:
-            if self.body_read or not self.has_body:
-                return []
-            chunked = self.environ.get("wsgi.input_terminated")
-            if not chunked and self.content_length <= _DRAIN_LIMIT:
-                for _ in self.chunks():
-                    pass
-                return []
-        except (RegistryError, OSError):
-            pass  # a malformed length or a broken stream: the connection cannot be reused
-        return [("Connection", "close")]
