@@ -412,3 +412,9 @@ def test_bad_requests_get_spec_errors_never_500(ecr, v2: V2) -> None:  # type: i
         reply = v2.request(method, path, b"x", headers)
         assert 400 <= reply.status < 500, (method, path, reply)
         assert reply.json()["errors"][0]["code"]
+
+
+def test_signed_aws_calls_under_v2_still_reach_their_service(aws) -> None:  # type: ignore[no-untyped-def]
+    apis = aws.client("apigatewayv2", region_name=REGION)  # its API lives under /v2/apis
+    created = apis.create_api(Name="steward", ProtocolType="HTTP")
+    assert [api["ApiId"] for api in apis.get_apis()["Items"]] == [created["ApiId"]]

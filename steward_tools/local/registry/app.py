@@ -86,7 +86,9 @@ class RegistryMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path != "/v2" and not path.startswith("/v2/"):
+        signed = str(environ.get("HTTP_AUTHORIZATION", "")).startswith("AWS4-HMAC-SHA256")
+        if (path != "/v2" and not path.startswith("/v2/")) or signed:
+            # A SigV4-signed /v2 request is an AWS API call (API Gateway v2's /v2/apis...).
             return self.app(environ, start_response)
         request = Request(environ, self.account, self.region())
         try:
