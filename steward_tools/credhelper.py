@@ -9,6 +9,9 @@ Configuration (environment):
   projected service-account token), or, inside GitHub Actions with `id-token: write`, fetched
   from the runner with audience `STEWARD_AUDIENCE` (default `ecr-steward`).
 - `STEWARD_ACCESS`: `pull` (default) or `push`, what the credential helper asks for.
+- `STEWARD_LOCAL_REGISTRY`: in local mode, the embedded registry's address (`127.0.0.1:5000`);
+  a credential for it is the default account's (`STEWARD_LOCAL_ACCOUNT`, 123456789012), which
+  the embedded registry accepts.
 """
 
 from __future__ import annotations
@@ -93,6 +96,32 @@ def registry_host(server_url: str) -> str:
     return text.split("/")[0]
 
 
+LOCAL_ACCOUNT = "123456789012"
+
+
+def api_registry(server: str, environ: dict[str, str] | None = None) -> str:
+    """What to ask the token API for: the server's host, or for the local embedded registry
+    (which answers for the default account), that account."""
+    env = os.environ if environ is None else environ
+    host = registry_host(server)
+    local = env.get("STEWARD_LOCAL_REGISTRY")
+    if local and host == registry_host(local):
+        return env.get("STEWARD_LOCAL_ACCOUNT") or LOCAL_ACCOUNT
+    return host
+
+
+def for_local_registry(body: dict[str, Any], local: str) -> dict[str, Any]:
+    """A token API answer re-pointed at the local registry (plain HTTP on loopback)."""
+    host = registry_host(local)
+    out = dict(body)
+    if "auths" in out:
+        out["auths"] = {host: next(iter(out["auths"].values()))}
+    if "proxyEndpoint" in out:
+        out["proxyEndpoint"] = f"http://{host}"
+        out["registry"] = host
+    return out
+
+
 # --- docker-credential-steward -----------------------------------------------------------------
 
 
@@ -132,7 +161,7 @@ def credential_helper(
         try:
             body = fetch_token(
                 api_url,
-                registry_host(server),
+                api_registry(server, env),
                 access=env.get("STEWARD_ACCESS", "pull"),
                 bearer=caller_token(env),
             )

@@ -6,8 +6,10 @@
     write_oci_layout(tmp_path / "layout", index, ref_name="1.2.3")
     push_built(registry, app, "team/app", tag="1.0")
 
-Layers are random bytes from a seeded `random.Random`, so the same arguments always give the
-same digests. Manifests are serialised once and kept as bytes; every digest is of those bytes.
+Layers are tar archives (gzipped or not) of one file of random bytes from a seeded
+`random.Random`, so the same arguments always give the same digests, and runtimes and `umoci
+unpack` can unpack them. Manifests are serialised once and kept as bytes; every digest is of
+those bytes.
 """
 
 from __future__ import annotations
@@ -189,8 +191,29 @@ Built = BuiltImage | BuiltIndex
 # --- builders -----------------------------------------------------------------------------
 
 
+def tar_layer(files: Mapping[str, bytes], *, gzipped: bool = True) -> Layer:
+    """A layer holding these files (reproducible: fixed mtime, owner and modes)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        directories = sorted(
+            {"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)}
+        )
+        for directory in directories:
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return Layer(content=buffer.getvalue(), gzipped=gzipped)
+
+
 def random_layer(rng: random.Random, size: int, *, gzipped: bool = True) -> Layer:
-    return Layer(content=rng.randbytes(size), gzipped=gzipped)
+    """A tar layer with one file of `size` random bytes (its name random too, so layers of the
+    same size from different seeds differ in more than content)."""
+    name = f"steward/sample-{rng.getrandbits(64):016x}.bin"
+    return tar_layer({name: rng.randbytes(size)}, gzipped=gzipped)
 
 
 def image_config(

@@ -93,6 +93,15 @@ def images(repository: str, region: str | None, local: bool) -> None:
 @click.option("--layers", default=2, show_default=True, help="Layers per image.")
 @click.option("--layer-size", default=256 * 1024, show_default=True, help="Bytes per layer.")
 @click.option("--seed", type=int, help="Same seed, same digests (default: a new image each time).")
+@click.option(
+    "--uncompressed", is_flag=True, help="Plain tar layers instead of gzip-compressed ones."
+)
+@click.option(
+    "--tag",
+    default="latest",
+    show_default=True,
+    help="The layout's org.opencontainers.image.ref.name (what skopeo's oci:PATH:TAG names).",
+)
 def sample_image(
     path: Path,
     source_format: str,
@@ -100,6 +109,8 @@ def sample_image(
     layers: int,
     layer_size: int,
     seed: int | None,
+    uncompressed: bool,
+    tag: str,
 ) -> None:
     """Write a small, valid image to PATH, to try `steward push` without docker."""
 
@@ -115,15 +126,16 @@ def sample_image(
                 os=os_name,
                 architecture=arch or "amd64",
                 variant=variant or None,
+                gzip_layers=not uncompressed,
             )
         )
     if len(images) > 1 and source_format == "docker-archive":
         raise click.UsageError("a docker save tarball holds no multi-arch index")
     built: samples.Built = images[0] if len(images) == 1 else samples.build_index(images)
     if source_format == "oci-layout":
-        samples.write_oci_layout(path, built)
+        samples.write_oci_layout(path, built, ref_name=tag)
     elif source_format == "oci-archive":
-        samples.write_oci_archive(path, built)
+        samples.write_oci_archive(path, built, ref_name=tag)
     else:
         # The Docker V2 manifest (and so the digest) is built from the tarball at push time.
         samples.write_docker_archive(path, images[0])

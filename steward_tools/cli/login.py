@@ -8,9 +8,11 @@ import click
 
 from steward_tools.credhelper import (
     TokenApiError,
+    api_registry,
     caller_token,
     docker_login,
     fetch_token,
+    for_local_registry,
     merge_docker_config,
 )
 
@@ -27,6 +29,11 @@ from steward_tools.credhelper import (
     help="Write the credential into this docker config.json instead of running docker login.",
 )
 @click.option("--docker", "docker_command", default="docker", show_default=True, hidden=True)
+@click.option(
+    "--local-registry",
+    envvar="STEWARD_LOCAL_REGISTRY",
+    help="Log in to the embedded registry at this address (127.0.0.1:5000) instead of ECR's host.",
+)
 def login(
     registry: str,
     repository: str | None,
@@ -34,6 +41,7 @@ def login(
     api: str,
     config_path: Path | None,
     docker_command: str,
+    local_registry: str | None,
 ) -> None:
     """Get a scoped credential for REGISTRY from the token API and log docker in with it.
 
@@ -41,10 +49,11 @@ def login(
     """
 
     output = "docker-config" if config_path else "login"
+    environ = {"STEWARD_LOCAL_REGISTRY": local_registry} if local_registry else {}
     try:
         body = fetch_token(
             api,
-            registry,
+            api_registry(registry, environ),
             access=access,
             repository=repository,
             output=output,
@@ -52,6 +61,8 @@ def login(
         )
     except TokenApiError as error:
         raise click.ClickException(str(error)) from None
+    if local_registry:
+        body = for_local_registry(body, local_registry)
     if config_path:
         merge_docker_config(config_path, body)
         click.echo(f"wrote {', '.join(body['auths'])} to {config_path} (until {body['expiresAt']})")

@@ -40,6 +40,7 @@ from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability, ec
 from moto.ecr.responses import ECRResponse
 
 from . import scanning
+from .account_settings import RESPONSE_HANDLERS as ACCOUNT_SETTING_HANDLERS
 from .blobs import BlobStore, BlobUrlSigner
 from .governance import RESPONSE_HANDLERS as GOVERNANCE_HANDLERS
 from .lifecycle_preview import RESPONSE_HANDLERS as LIFECYCLE_HANDLERS
@@ -1008,6 +1009,7 @@ _RESPONSE_HANDLERS = {
     **scanning.RESPONSE_HANDLERS,  # image scanning (steward_tools/local/scanning.py)
     **LIFECYCLE_HANDLERS,  # lifecycle preview and policy (steward_tools/local/lifecycle_preview.py)
     **TOKEN_HANDLERS,  # get-authorization-token (steward_tools/local/tokens.py)
+    **ACCOUNT_SETTING_HANDLERS,  # BLOB_MOUNTING etc. (steward_tools/local/account_settings.py)
 }
 _install_lock = threading.Lock()
 

@@ -85,7 +85,7 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
     loaded = load_policy(get_settings().policy_path)
 
     stop = threading.Event()
-    with EmbeddedAWS(host=host, port=aws_port, data_dir=data_dir) as aws:
+    with EmbeddedAWS(host=host, port=aws_port, data_dir=data_dir, region=REGION) as aws:
         configure_environment(aws.endpoint_url)
         resources = bootstrap(boto3.session.Session(), account=ACCOUNT, region=REGION)
         api = _start_api(host, api_port)
@@ -110,7 +110,12 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        print(_banner(aws.endpoint_url, f"http://{host}:{api_port}", loaded.source), flush=True)
+        print(
+            _banner(
+                aws.endpoint_url, f"http://{host}:{api_port}", loaded.source, aws.registry_host
+            ),
+            flush=True,
+        )
         try:
             stop.wait()
         finally:
@@ -133,11 +138,12 @@ def _start_api(host: str, port: int) -> Any:
     return server
 
 
-def _banner(aws_url: str, api_url: str, policy: str) -> str:
+def _banner(aws_url: str, api_url: str, policy: str, registry: str) -> str:
     return f"""
 ecr-steward is running on the embedded AWS backend.
 
   AWS endpoint (ECR, DynamoDB, SQS, STS, EventBridge)  {aws_url}
+  OCI registry (docker, podman, skopeo, oras)          {registry}   (plain HTTP, user AWS)
   HTTP API                                             {api_url}   (try {api_url}/health)
   policy                                               {policy}
   ECR events                                           delivered to on_ecr_event
@@ -148,6 +154,13 @@ Push an image from another shell (an OCI layout, OCI archive or `docker save` ta
   .venv/bin/steward push --local --create /tmp/hello demo/hello:1.2.3
   AWS_ENDPOINT_URL={aws_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
     aws ecr describe-images --region {REGION} --repository-name demo/hello
+
+Or with a registry client (docs/registry.md):
+
+  PASSWORD=$(AWS_ENDPOINT_URL={aws_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
+    aws ecr get-login-password --region {REGION})
+  skopeo copy --dest-tls-verify=false --dest-creds "AWS:$PASSWORD" \\
+    oci:/tmp/hello:latest docker://{registry}/demo/hello:1.2.4
 
 Ctrl-C stops everything.
 """

@@ -1,9 +1,10 @@
 """One local endpoint for every AWS service the steward uses, with the embedded ECR installed.
 
 `EmbeddedAWS` runs moto's WSGI app in a werkzeug thread (like moto's `ThreadedMotoServer`) behind
-a small middleware that serves the layer download URLs ECR's GetDownloadUrlForLayer hands out, on
-the same port. `bootstrap()` creates what the deployed stack would: the EventBridge rule, the
-queue standing in for the Lambda target, its dead-letter queue and the idempotency table.
+a small middleware that serves the layer download URLs ECR's GetDownloadUrlForLayer hands out, and
+the OCI distribution API (`/v2`, steward_tools/local/registry), on the same port. `bootstrap()`
+creates what the deployed stack would: the EventBridge rule, the queue standing in for the Lambda
+target, its dead-letter queue and the idempotency table.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ from chalicelib.kernel.settings import DEFAULT_EVENTS_DLQ, DEFAULT_IDEMPOTENCY_T
 
 from . import ecr
 from .blobs import BlobStore, iter_file
+from .registry import RegistryMiddleware
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -145,6 +150,21 @@ def _request_handler(verbose: bool) -> type:
             if verbose:
                 super().log_request(*args, **kwargs)
 
+        def parse_request(self) -> bool:
+            # Go clients (docker, skopeo) try TLS first and fall back to plain HTTP only when the
+            # answer to their ClientHello is a readable HTTP response; http.server would answer
+            # a "HTTP/0.9" error without a status line.
+            if self.raw_requestline[:1] == b"\x16":
+                body = b"Client sent an HTTPS request to an HTTP server.\n"
+                self.wfile.write(
+                    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                    b"Connection: close\r\n\r\n" + body
+                )
+                self.close_connection = True
+                return False
+            return bool(super().parse_request())
+
     return Handler
 
 
@@ -164,8 +184,11 @@ class EmbeddedAWS:
         data_dir: Path | None = None,
         *,
         verbose: bool = False,
+        region: str = DEFAULT_REGION,
     ) -> None:
         self.host = host
+        # The registry at 127.0.0.1/localhost is this account and region's.
+        self.region = region
         self.requested_port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.verbose = verbose
@@ -213,9 +236,12 @@ class EmbeddedAWS:
             self._owns_data_dir = True
         self._blobs = BlobStore(self.data_dir / "blobs")
         ecr.install()
-        app = BlobDownloadMiddleware(
-            DomainDispatcherApplication(create_backend_app), on_reset=self._after_reset
+        registry = RegistryMiddleware(
+            DomainDispatcherApplication(create_backend_app),
+            account=DEFAULT_ACCOUNT,
+            region=lambda: self.region,
         )
+        app = BlobDownloadMiddleware(registry, on_reset=self._after_reset)
         self._server = make_server(
             self.host,
             self.requested_port,
@@ -296,6 +322,11 @@ class EmbeddedAWS:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def registry_host(self) -> str:
+        """The OCI registry's address (`host:port`, no scheme): what docker and skopeo take."""
+        return self.endpoint_url.removeprefix("http://")
 
     @property
     def blobs(self) -> BlobStore:

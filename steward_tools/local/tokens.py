@@ -3,13 +3,18 @@
 moto answers every caller with the same password and an `expiresAt` in 2015. ECR's token is
 valid for 12 hours and stands for the credentials that asked for it, so here the password names
 the caller's access key and expires 12 hours out: two sessions get two different passwords, and
-`credential_of(password)` tells a test which assumed-role session (and session policy) a vended
-password stands for.
+`credential_of(password)` tells which assumed-role session (and session policy) a vended
+password stands for. Passwords carry an HMAC under a key made at start-up, so the embedded
+registry (steward_tools/local/registry) recognises only passwords this process issued, and
+refuses them after `expiresAt`.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -20,13 +25,53 @@ from moto.ecr.responses import ECRResponse
 
 TOKEN_HOURS = 12
 PREFIX = "steward-local."
+_KEY = secrets.token_bytes(32)
+
+
+class InvalidPassword(ValueError):
+    """Not a password this process issued, or one past its expiry (`expired` says which)."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+def _sign(payload: str) -> str:
+    return hmac.new(_KEY, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def issue_password(access_key: str, expires_at: float) -> str:
+    """A password standing for `access_key` until `expires_at` (epoch seconds)."""
+    payload = json.dumps(
+        {"accessKeyId": access_key, "expiresAt": int(expires_at), "nonce": secrets.token_hex(8)},
+        separators=(",", ":"),
+    )
+    encoded = base64.urlsafe_b64encode(payload.encode()).decode()
+    return f"{PREFIX}{encoded}.{_sign(encoded)}"
+
+
+def verify_password(password: str, now: float | None = None) -> dict[str, Any]:
+    """The payload of a password this process issued; InvalidPassword otherwise."""
+    if not password.startswith(PREFIX):
+        raise InvalidPassword("not a password the embedded ECR issued")
+    encoded, _, signature = password[len(PREFIX) :].rpartition(".")
+    if not encoded or not hmac.compare_digest(_sign(encoded), signature):
+        raise InvalidPassword("not a password the embedded ECR issued")
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(encoded))
+        expires_at = float(payload["expiresAt"])
+        access_key = str(payload["accessKeyId"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidPassword("not a password the embedded ECR issued") from None
+    if expires_at <= (time.time() if now is None else now):
+        raise InvalidPassword("the password has expired", expired=True)
+    return {"accessKeyId": access_key, "expiresAt": expires_at}
 
 
 def _get_authorization_token(self: ECRResponse) -> ActionResult:
     access_key = self.get_access_key()
     expires_at = time.time() + TOKEN_HOURS * 3600
-    payload = json.dumps({"accessKeyId": access_key, "nonce": secrets.token_hex(8)})
-    password = PREFIX + base64.urlsafe_b64encode(payload.encode()).decode()
+    password = issue_password(access_key, expires_at)
     token = base64.b64encode(f"AWS:{password}".encode()).decode()
     return ActionResult(
         {
@@ -45,12 +90,11 @@ def _get_authorization_token(self: ECRResponse) -> ActionResult:
 
 def credential_of(password: str) -> dict[str, Any]:
     """The access key a password was issued to and, for an assumed-role session, its role ARN
-    and session policy (as moto's STS recorded them)."""
+    and session policy (as moto's STS recorded them). InvalidPassword (a ValueError) for a
+    forged or expired password."""
     from moto.sts.models import sts_backends
 
-    if not password.startswith(PREFIX):
-        raise ValueError("not a password the embedded ECR issued")
-    access_key = json.loads(base64.urlsafe_b64decode(password[len(PREFIX) :]))["accessKeyId"]
+    access_key = verify_password(password)["accessKeyId"]
     for by_partition in sts_backends.values():
         for backend in by_partition.values():
             for role in backend.assumed_roles:

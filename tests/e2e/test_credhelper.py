@@ -16,6 +16,7 @@ import pytest
 from chalicelib.kernel.aws import reset as reset_clients
 from tests.localapi import local_api_url
 from tests.oidc import Issuer, policy_yaml
+from tests.v2client import V2
 
 BIN = Path(sys.executable).parent
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -162,3 +163,29 @@ def test_steward_login_says_why_it_was_refused(
     )
     assert result.returncode == 1
     assert "403" in result.stderr and "no grant names" in result.stderr
+
+
+def test_helper_and_login_serve_the_local_registry(
+    aws, api_url: str, issuer: Issuer, tmp_path: Path
+) -> None:
+
+    local = aws.registry_host  # 127.0.0.1:<port>, the embedded registry
+    env = client_env(api_url, issuer.github("acme/app"), tmp_path, STEWARD_LOCAL_REGISTRY=local)
+    got = helper("get", local, env)
+    assert got.returncode == 0, got.stdout + got.stderr
+    secret = json.loads(got.stdout)["Secret"]
+    assert V2(aws.port, secret).request("GET", "/v2/").status == 200
+
+    config = tmp_path / "config.json"
+    result = subprocess.run(
+        [str(BIN / "steward"), "login", "123456789012", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    [(host, entry)] = json.loads(config.read_text())["auths"].items()
+    assert host == local
+    password = base64.b64decode(entry["auth"]).decode().partition(":")[2]
+    assert V2(aws.port, password).request("GET", "/v2/").status == 200

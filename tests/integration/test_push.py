@@ -22,6 +22,7 @@ from steward_tools.push import (
     push_image,
 )
 from steward_tools.samples import (
+    Layer,
     build_image,
     build_index,
     build_referrer,
@@ -284,7 +285,8 @@ class TestPushFailures:
         assert sum(registry.calls.values()) == 0
 
     def test_empty_blob_fails_before_any_call(self, registry: Registry, tmp_path: Path) -> None:
-        built = build_image([0], seed=1, gzip_layers=False)
+        # A zero-byte blob (no tar at all), which ECR refuses to take as a layer.
+        built = build_image([], layers=[Layer(content=b"", gzipped=False)])
         layout = write_oci_layout(tmp_path / "layout", built)
         registry.calls.clear()
 
