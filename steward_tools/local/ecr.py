@@ -11,8 +11,6 @@ them as AWS would.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import hashlib
 import json
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
+import moto.ecr.urls
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 from moto.ecr.exceptions import (
@@ -42,8 +41,10 @@ from moto.ecr.responses import ECRResponse
 from . import scanning
 from .account_settings import RESPONSE_HANDLERS as ACCOUNT_SETTING_HANDLERS
 from .blobs import BlobStore, BlobUrlSigner
+from .events import emit_event
 from .governance import RESPONSE_HANDLERS as GOVERNANCE_HANDLERS
 from .lifecycle_preview import RESPONSE_HANDLERS as LIFECYCLE_HANDLERS
+from .pagination import paginate
 from .tokens import RESPONSE_HANDLERS as TOKEN_HANDLERS
 
 logger = logging.getLogger(__name__)
@@ -183,40 +184,6 @@ def download_base_url() -> str | None:
 # -- events ------------------------------------------------------------------------------------
 
 
-def emit_event(
-    account: str,
-    region: str,
-    source: str,
-    detail_type: str,
-    detail: dict[str, Any],
-    resources: Iterable[str] = (),
-) -> str | None:
-    """Put one event on the default bus of moto's EventBridge; returns its id.
-
-    `Time` is epoch seconds: moto's SQS target converts it with ``float()`` into the envelope's
-    ISO-8601 ``...Z`` form, and an ISO string there breaks delivery. Like ECR's own events this
-    is best effort: a failure is logged, never raised into the ECR call that caused it.
-    """
-    from moto.events.models import events_backends
-
-    entry = {
-        "Source": source,
-        "DetailType": detail_type,
-        "Detail": json.dumps(detail),
-        "Resources": list(resources),
-        "Time": int(time.time()),
-    }
-    try:
-        result = events_backends[account][region].put_events([entry])
-    except Exception:
-        logger.exception("could not emit %s event %s", source, detail_type)
-        return None
-    if result and "EventId" in result[0]:
-        return str(result[0]["EventId"])
-    logger.warning("event %s rejected: %s", detail_type, result)
-    return None
-
-
 # -- model -------------------------------------------------------------------------------------
 
 
@@ -343,7 +310,6 @@ class EmbeddedECRBackend(ECRBackend):
     @property
     def _url_module(self) -> Any:
         # moto derives the urls module from the backend's module name; ours lives elsewhere.
-        import moto.ecr.urls
 
         return moto.ecr.urls
 
@@ -864,30 +830,6 @@ class EmbeddedECRBackend(ECRBackend):
 # -- response handlers moto lacks or gets wrong ------------------------------------------------
 
 
-def _paginate(
-    items: list[Any], max_results: int | None, next_token: str | None
-) -> tuple[list[Any], str | None]:
-    """ECR-style pages: default 100 per page, an opaque token for the rest."""
-    if max_results is not None and not 1 <= int(max_results) <= 1000:
-        raise InvalidParameterException(
-            "Invalid parameter at 'maxResults' failed to satisfy constraint: "
-            "'Member must have value less than or equal to 1000'"
-        )
-    start = 0
-    if next_token:
-        try:
-            start = int(json.loads(base64.b64decode(next_token))["offset"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise InvalidParameterException(
-                "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'"
-            ) from None
-    end = start + int(max_results or 100)
-    token = None
-    if end < len(items):
-        token = base64.b64encode(json.dumps({"offset": end}).encode()).decode()
-    return items[start:end], token
-
-
 def _status_filter_allows(image_filter: dict[str, Any]) -> bool:
     # Every image here is ACTIVE (no archive storage class locally).
     return image_filter.get("imageStatus", "ACTIVE") in ("ACTIVE", "ANY")
@@ -958,7 +900,7 @@ def _describe_images(self: ECRResponse) -> ActionResult:
     if not image_ids:
         images = _tag_filter(images, image_filter.get("tagStatus", "ANY"))
         images = images if _status_filter_allows(image_filter) else []
-        images, token = _paginate(images, max_results, next_token)
+        images, token = paginate(images, max_results, next_token)
     details = []
     for image in images:
         detail = copy.copy(image)
@@ -983,7 +925,7 @@ def _list_images(self: ECRResponse) -> ActionResult:
         for image in images
         for tag in cast("list[str | None]", image.image_tags or [None])
     ]
-    page, token = _paginate(ids, self._get_param("maxResults"), self._get_param("nextToken"))
+    page, token = paginate(ids, self._get_param("maxResults"), self._get_param("nextToken"))
     return ActionResult({"imageIds": page, "nextToken": token})
 
 

@@ -22,6 +22,7 @@ from chalicelib.kernel.settings import (
 )
 
 from .delivery import QueuePump
+from .tables import ensure_table
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ MAX_RECEIVE_COUNT = 5
 
 def bootstrap_replication(sqs: Any, dynamodb: Any) -> str:
     """The copy-job queue (+ DLQ, redrive) and the copies table; returns the queue URL."""
-    from .server import ensure_table
 
     url = bootstrap_job_queue(
         sqs,

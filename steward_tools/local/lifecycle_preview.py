@@ -26,6 +26,8 @@ from moto.ecr.responses import ECRResponse
 from chalicelib.ecr.lifecycle_policy import LifecyclePolicy, LifecyclePolicyError, parse_policy
 from chalicelib.lifecycle.evaluate import LifecycleImage, evaluate, preview_result
 
+from .pagination import paginate
+
 MAX_PREVIEW_PAGE = 100
 # Where a repository's last preview is kept (on moto's Repository, so a reset forgets it).
 _PREVIEW_ATTRIBUTE = "steward_lifecycle_preview"
@@ -127,7 +129,6 @@ def _tag_status_allows(result: dict[str, Any], tag_status: str) -> bool:
 
 
 def _get_lifecycle_policy_preview(self: ECRResponse) -> ActionResult:
-    from .ecr import _paginate
 
     max_results = self._get_param("maxResults")
     if max_results is not None and not 1 <= int(max_results) <= MAX_PREVIEW_PAGE:
@@ -150,7 +151,7 @@ def _get_lifecycle_policy_preview(self: ECRResponse) -> ActionResult:
             for r in preview["results"]
             if _selected(r, image_ids) and _tag_status_allows(r, tag_status)
         ]
-        page, token = _paginate(
+        page, token = paginate(
             wanted, max_results or MAX_PREVIEW_PAGE, self._get_param("nextToken")
         )
         return ActionResult(

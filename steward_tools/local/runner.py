@@ -18,6 +18,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
+from chalice.cli.factory import CLIFactory
+from chalice.local import create_local_server
+
+import app
+from chalicelib.kernel.settings import PROJECT_ROOT, get_settings
+from chalicelib.policy import load_policy
+from steward_tools.local.delivery import EventPump
+from steward_tools.local.jobs import SqsJobPump
+from steward_tools.local.server import EmbeddedAWS, bootstrap
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
@@ -45,7 +56,6 @@ _ONE_AT_A_TIME = threading.Lock()
 def invoke(function: str, event: dict[str, Any]) -> Any:
     """Invoke a Lambda entry point of app.py the way the Lambda runtime does: handler(event,
     context). The event is what EventBridge, or the SQS event source mapping, would pass."""
-    import app
 
     with _ONE_AT_A_TIME:
         return getattr(app, function)(event, LocalLambdaContext())
@@ -74,12 +84,6 @@ def configure_environment(endpoint_url: str) -> None:
 
 
 def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> None:
-    import boto3
-
-    from chalicelib.kernel.settings import get_settings
-    from chalicelib.policy import load_policy
-    from steward_tools.local.delivery import EventPump
-    from steward_tools.local.server import EmbeddedAWS, bootstrap
 
     # Refuse to start on an invalid policy: raises PolicyError naming every bad field.
     loaded = load_policy(get_settings().policy_path)
@@ -93,7 +97,6 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
         pump_thread = threading.Thread(target=pump.run, args=(stop,), daemon=True)
         pump_thread.start()
         # Sweep jobs (chalicelib/sweep.py) go to on_repository_job as the SQS event source would.
-        from steward_tools.local.jobs import SqsJobPump
 
         sweep_pump = SqsJobPump(
             boto3.client("sqs"), resources.repository_jobs_queue_url, invoke_on_repository_job
@@ -126,10 +129,6 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
 
 
 def _start_api(host: str, port: int) -> Any:
-    from chalice.cli.factory import CLIFactory
-    from chalice.local import create_local_server
-
-    from chalicelib.kernel.settings import PROJECT_ROOT
 
     factory = CLIFactory(str(PROJECT_ROOT))
     config = factory.create_config_obj(chalice_stage_name="dev")

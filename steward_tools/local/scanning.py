@@ -27,6 +27,11 @@ from typing import Any
 
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
+from moto.ecr.models import ecr_backends
+from moto.ssm.models import ssm_backends
+
+from .events import emit_event
+from .pagination import paginate
 
 SSM_FINDINGS_PREFIX = "/ecr-steward/local/findings/"
 SEVERITY_ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
@@ -69,7 +74,6 @@ _scans: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], _Scan]] = weakref.W
 
 
 def _ecr_backend(account: str, region: str) -> Any:
-    from moto.ecr.models import ecr_backends
 
     return ecr_backends[account][region]
 
@@ -104,7 +108,6 @@ def scan_image(backend: Any, repo: Any, digest: str) -> None:
     counts: dict[str, int] = {}
     for finding in findings:
         counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
-    from .ecr import emit_event
 
     emit_event(
         repo.registry_id,
@@ -135,7 +138,6 @@ def _findings_for(backend: Any, repo: Any, digest: str) -> list[dict[str, Any]]:
 
 
 def _ssm_findings(account: str, region: str, repository: str) -> list[dict[str, Any]]:
-    from moto.ssm.models import ssm_backends
 
     try:
         parameter = ssm_backends[account][region].get_parameter(SSM_FINDINGS_PREFIX + repository)
@@ -230,9 +232,8 @@ def _describe_image_scan_findings(self: Any) -> ActionResult:
             f"imageTag:'null'}}' in the repository with name '{repo.name}' in the registry with "
             f"id '{repo.registry_id}'"
         )
-    from .ecr import _paginate
 
-    page, token = _paginate(
+    page, token = paginate(
         scan.findings, self._get_param("maxResults"), self._get_param("nextToken")
     )
     counts: dict[str, int] = {}

@@ -9,7 +9,6 @@ target, its dead-letter queue and the idempotency table.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -23,13 +22,27 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import boto3
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from chalicelib.kernel.settings import DEFAULT_EVENTS_DLQ, DEFAULT_IDEMPOTENCY_TABLE
+from chalicelib.kernel.settings import (
+    DEFAULT_EVENTS_DLQ,
+    DEFAULT_GATE_TABLE,
+    DEFAULT_IDEMPOTENCY_TABLE,
+)
 
 from . import ecr
 from .blobs import BlobStore, iter_file
+from .jobs import bootstrap_replication
 from .registry import RegistryMiddleware
+from .sweep import bootstrap_sweep
+from .tables import ensure_table
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +156,6 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 def _request_handler(verbose: bool) -> type:
     """moto's request handler, without werkzeug's per-request stderr line unless verbose."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
 
     class Handler(MotoRequestHandler):
         def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -229,7 +241,6 @@ class EmbeddedAWS:
         return self
 
     def _start(self) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="steward-aws-"))
@@ -279,7 +290,6 @@ class EmbeddedAWS:
 
     def reset(self) -> None:
         """Forget every resource in every service, and every stored layer."""
-        from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
         self._after_reset()
@@ -336,7 +346,6 @@ class EmbeddedAWS:
 
     def client(self, service_name: str, region_name: str = "us-east-1", **kwargs: Any) -> Any:
         """A boto3 client for this endpoint with throwaway credentials."""
-        import boto3
 
         kwargs.setdefault("aws_access_key_id", "testing")
         kwargs.setdefault("aws_secret_access_key", "testing")
@@ -464,15 +473,12 @@ def bootstrap(
 
     ensure_table(dynamodb, idempotency_table, ttl_attribute="expiration")
     # Scan gate decisions (chalicelib/gate_records.py): one item per (repository, digest).
-    from chalicelib.kernel.settings import DEFAULT_GATE_TABLE
 
     ensure_table(dynamodb, DEFAULT_GATE_TABLE, hash_key="repository", range_key="digest")
     # Replication (steward_tools/local/jobs.py): the copy-job queue and the copies table.
-    from .jobs import bootstrap_replication
 
     replication_queue_url = bootstrap_replication(sqs, dynamodb)
     # The sweep (steward_tools/local/sweep.py): repository-job queue, retention marks table.
-    from .sweep import bootstrap_sweep
 
     repository_jobs_queue_url = bootstrap_sweep(sqs, dynamodb)
     return Bootstrapped(
@@ -486,35 +492,3 @@ def bootstrap(
         rule_arn=rule_arn,
         idempotency_table=idempotency_table,
     )
-
-
-def ensure_table(
-    dynamodb: Any,
-    name: str,
-    *,
-    hash_key: str = "id",
-    range_key: str | None = None,
-    ttl_attribute: str | None = None,
-) -> None:
-    """Create a table of string keys, billed per request, unless it is already there; with
-    `ttl_attribute`, items expire at the epoch seconds that attribute holds."""
-    keys = [(hash_key, "HASH")] + ([(range_key, "RANGE")] if range_key else [])
-    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-        # Already there (second bootstrap): keep it and its items.
-        dynamodb.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
-            KeySchema=[{"AttributeName": k, "KeyType": kind} for k, kind in keys],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    if ttl_attribute is None:
-        return
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
-    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-        dynamodb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
-        )

@@ -11,6 +11,9 @@ from chalicelib.kernel.settings import (
     DEFAULT_SWEEP_QUEUE,
 )
 
+from .jobs import bootstrap_job_queue
+from .tables import ensure_table
+
 # A repository job plans and deletes; Lambda needs the visibility timeout at least as long as the
 # function's timeout (900 s on AWS). Locally a failed job comes back sooner.
 VISIBILITY_TIMEOUT = 60
@@ -19,8 +22,6 @@ MAX_RECEIVE_COUNT = 3
 
 def bootstrap_sweep(sqs: Any, dynamodb: Any) -> str:
     """Create the repository-job queue, its DLQ and the retention table; returns the queue URL."""
-    from .jobs import bootstrap_job_queue
-    from .server import ensure_table
 
     url = bootstrap_job_queue(
         sqs,

@@ -22,6 +22,7 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.ecr.responses import ECRResponse
+from moto.sts.models import sts_backends
 
 TOKEN_HOURS = 12
 PREFIX = "steward-local."
@@ -92,7 +93,6 @@ def credential_of(password: str) -> dict[str, Any]:
     """The access key a password was issued to and, for an assumed-role session, its role ARN
     and session policy (as moto's STS recorded them). InvalidPassword (a ValueError) for a
     forged or expired password."""
-    from moto.sts.models import sts_backends
 
     access_key = verify_password(password)["accessKeyId"]
     for by_partition in sts_backends.values():

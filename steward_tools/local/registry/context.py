@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from moto.ecr.models import ecr_backends
+
 from .auth import Principal, authorize
 from .errors import DIGEST_INVALID, NAME_INVALID, RegistryError, name_unknown
 from .http import Request
@@ -51,7 +53,6 @@ class Call:
         authorize(self.principal, self.request, actions, repository or self.name)
 
     def backend(self) -> EmbeddedECRBackend:
-        from moto.ecr.models import ecr_backends
 
         try:
             return cast("EmbeddedECRBackend", ecr_backends[self.account][self.region])
