@@ -8,9 +8,11 @@ import io
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from chalicelib.ecr import gateway as gateway_module
+from chalicelib.ecr import images as images_module
+from chalicelib.ecr import repositories as repositories_module
 from chalicelib.ecr.errors import ImageNotFound, RegistryError, RepositoryNotFound, TagImmutable
 from chalicelib.ecr.gateway import Registry
+from chalicelib.oci.manifests import digest_of
 from steward_tools.samples import build_image
 from tests.imagefactory import push_built
 
@@ -70,7 +72,7 @@ def test_errors_map_to_project_exceptions(registry: Registry) -> None:
 
 
 def test_pagination_reads_every_page(registry: Registry, monkeypatch) -> None:
-    monkeypatch.setattr(gateway_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(images_module, "PAGE_SIZE", 2)
     registry.create_repository("repo")
     for n in range(5):
         registry.create_repository(f"repo-{n}")
@@ -78,6 +80,7 @@ def test_pagination_reads_every_page(registry: Registry, monkeypatch) -> None:
     registry.calls.clear()
     assert len(list(registry.iter_images("repo"))) == 5
     assert registry.calls["describe_images"] == 3
+    monkeypatch.setattr(repositories_module, "PAGE_SIZE", 2)
     assert len(list(registry.iter_repositories())) == 6
 
 
@@ -144,7 +147,7 @@ def test_part_whose_retry_finds_it_landed_is_not_an_error(registry: Registry, mo
 
     monkeypatch.setattr(Registry, "_call", resend_parts)
     data = bytes(range(256)) * 50_000  # 12.8 MB: two parts
-    digest = gateway_module.digest_of(data)
+    digest = digest_of(data)
     assert registry.upload_blob("repo", io.BytesIO(data), digest) is True
     assert registry.missing_layers("repo", [digest]) == []
 
@@ -152,7 +155,7 @@ def test_part_whose_retry_finds_it_landed_is_not_an_error(registry: Registry, mo
 def test_empty_blob_is_refused_clearly(registry: Registry) -> None:
     registry.create_repository("repo")
     with pytest.raises(RegistryError, match="EmptyUploadException"):
-        registry.upload_blob("repo", io.BytesIO(b""), gateway_module.digest_of(b""))
+        registry.upload_blob("repo", io.BytesIO(b""), digest_of(b""))
 
 
 def test_scan_quota_is_an_answer_not_a_retry(registry: Registry) -> None:

@@ -1,0 +1,152 @@
+"""Images: describe and list them, read and put manifests (exact bytes), delete them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+from chalicelib.ecr.core import (
+    BATCH_IMAGE_IDS,
+    PAGE_SIZE,
+    GatewayCore,
+    _batches,
+)
+from chalicelib.ecr.errors import (
+    ImageNotFound,
+    RegistryError,
+    TagImmutable,
+)
+from chalicelib.ecr.models import (
+    DeleteOutcome,
+    ImageDetail,
+    PutOutcome,
+)
+from chalicelib.oci.manifests import ACCEPTED_MEDIA_TYPES, Manifest, media_type_of
+
+
+class ImageCalls(GatewayCore):
+    @staticmethod
+    def _image(repository: str, raw: dict[str, Any]) -> ImageDetail:
+        return ImageDetail(
+            repository=repository,
+            digest=raw["imageDigest"],
+            tags=raw.get("imageTags", []),
+            pushed_at=raw["imagePushedAt"],
+            size=raw.get("imageSizeInBytes"),
+            media_type=raw.get("imageManifestMediaType"),
+            artifact_media_type=raw.get("artifactMediaType"),
+            subject_digest=raw.get("subjectManifestDigest"),
+            status=raw.get("imageStatus", "ACTIVE"),
+            last_pulled_at=raw.get("lastRecordedPullTime"),
+        )
+
+    def iter_images(
+        self, repository: str, *, tag_status: Literal["TAGGED", "UNTAGGED", "ANY"] = "ANY"
+    ) -> Iterator[ImageDetail]:
+        """Every image in the repository, a page of 1,000 a call."""
+        token: str | None = None
+        while True:
+            page = self._call(
+                "describe_images",
+                repositoryName=repository,
+                maxResults=PAGE_SIZE,
+                filter={"tagStatus": tag_status},
+                **({"nextToken": token} if token else {}),
+            )
+            yield from (self._image(repository, d) for d in page.get("imageDetails", []))
+            token = page.get("nextToken")
+            if not token:
+                return
+
+    def describe_image(
+        self, repository: str, *, digest: str | None = None, tag: str | None = None
+    ) -> ImageDetail:
+        image_id = {"imageDigest": digest} if digest else {"imageTag": tag or ""}
+        response = self._call("describe_images", repositoryName=repository, imageIds=[image_id])
+        return self._image(repository, response["imageDetails"][0])
+
+    def get_manifests(
+        self, repository: str, image_ids: Iterable[dict[str, str]]
+    ) -> tuple[list[Manifest], list[dict[str, Any]]]:
+        """Manifests by image id (digest or tag), 100 a call; returns (found, failures)."""
+        found: list[Manifest] = []
+        failures: list[dict[str, Any]] = []
+        for batch in _batches(list(image_ids), BATCH_IMAGE_IDS):
+            response = self._call(
+                "batch_get_image",
+                repositoryName=repository,
+                imageIds=batch,
+                acceptedMediaTypes=ACCEPTED_MEDIA_TYPES,
+            )
+            seen: set[str] = set()
+            for image in response.get("images", []):
+                digest = image["imageId"]["imageDigest"]
+                if digest in seen:  # the same digest asked for by two tags
+                    continue
+                seen.add(digest)
+                body = image["imageManifest"]
+                found.append(
+                    Manifest(
+                        digest=digest,
+                        media_type=image.get("imageManifestMediaType") or media_type_of(body) or "",
+                        body=body,
+                    )
+                )
+            failures.extend(response.get("failures", []))
+        return found, failures
+
+    def get_manifest(
+        self, repository: str, *, digest: str | None = None, tag: str | None = None
+    ) -> Manifest:
+        image_id = {"imageDigest": digest} if digest else {"imageTag": tag or ""}
+        found, failures = self.get_manifests(repository, [image_id])
+        if not found:
+            reason = failures[0].get("failureReason", "") if failures else ""
+            raise ImageNotFound(
+                "ImageNotFoundException", reason or str(image_id), "batch_get_image"
+            )
+        return found[0]
+
+    def put_manifest(
+        self, repository: str, manifest: Manifest, tag: str | None = None
+    ) -> PutOutcome:
+        """put-image with the exact bytes. "Already exists" and "tag already here" are success."""
+        params: dict[str, Any] = {
+            "repositoryName": repository,
+            "imageManifest": manifest.body,
+            "imageManifestMediaType": manifest.media_type,
+            "imageDigest": manifest.digest,
+        }
+        if tag:
+            params["imageTag"] = tag
+        try:
+            response = self._call("put_image", **params)
+        except TagImmutable:
+            current = self._digest_of_tag(repository, tag)
+            if current == manifest.digest:
+                return PutOutcome(status="unchanged", digest=manifest.digest, tag=tag)
+            raise
+        except RegistryError as error:
+            if error.code == "ImageAlreadyExistsException":
+                return PutOutcome(status="unchanged", digest=manifest.digest, tag=tag)
+            raise
+        return PutOutcome(
+            status="created", digest=response["image"]["imageId"]["imageDigest"], tag=tag
+        )
+
+    def _digest_of_tag(self, repository: str, tag: str | None) -> str | None:
+        if not tag:
+            return None
+        try:
+            return self.describe_image(repository, tag=tag).digest
+        except ImageNotFound:
+            return None
+
+    def delete_images(self, repository: str, image_ids: Iterable[dict[str, str]]) -> DeleteOutcome:
+        """batch-delete-image, 100 a call; per-image failures are returned, never dropped."""
+        outcome = DeleteOutcome()
+        for batch in _batches(list(image_ids), BATCH_IMAGE_IDS):
+            response = self._call("batch_delete_image", repositoryName=repository, imageIds=batch)
+            outcome.deleted.extend(response.get("imageIds", []))
+            outcome.failures.extend(response.get("failures", []))
+        return outcome
