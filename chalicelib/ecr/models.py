@@ -54,7 +54,7 @@ class DeleteOutcome(BaseModel):
     failures: list[dict[str, Any]] = []
 
 
-# Lifecycle preview (chalicelib/lifecycle.py): get-lifecycle-policy-preview's page limit is 100.
+# get-lifecycle-policy-preview's page limit is 100.
 LIFECYCLE_PREVIEW_PAGE = 100
 
 

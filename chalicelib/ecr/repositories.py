@@ -114,7 +114,7 @@ class RepositoryCalls(GatewayCore):
             "put_replication_configuration", replicationConfiguration={"rules": rules}
         )
 
-    # governance: repository settings (chalicelib/governance.py) ------------------------------
+    # governance: repository settings
 
     def get_repository_policy(self, repository: str) -> str | None:
         """The repository policy text, or None when the repository has none."""

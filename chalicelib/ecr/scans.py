@@ -70,7 +70,7 @@ class ScanCalls(GatewayCore):
             time.sleep(poll_seconds)
         return preview
 
-    # gate: image scanning (chalicelib/gate.py) ------------------------------------------------
+    # image scanning, for the gate
 
     def start_image_scan(self, repository: str, digest: str) -> str:
         """start-image-scan; returns the scan status, or why ECR will not scan (not an error:

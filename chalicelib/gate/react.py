@@ -7,7 +7,7 @@ from typing import Any
 
 from chalicelib.ecr import registries
 from chalicelib.ecr.gateway import Registry
-from chalicelib.events.models import SEVERITIES, Envelope
+from chalicelib.events.models import SEVERITIES, ImageActionDetail, ImageActionEvent, ScanEvent
 from chalicelib.gate.evaluate import Gate
 from chalicelib.gate.records import (
     GateRecord,
@@ -21,7 +21,7 @@ from chalicelib.policy.gate import GatePolicy, GateRule, render_quarantine_tag
 from chalicelib.policy.selection import matches_any
 
 
-def _context(event: Envelope[Any], now: datetime) -> tuple[Gate, GateRule] | None:
+def _context(event: ImageActionEvent | ScanEvent, now: datetime) -> tuple[Gate, GateRule] | None:
     """The gate and the rule for the event's repository; None when no gate rule applies."""
 
     loaded = current_policy()
@@ -40,7 +40,7 @@ def _context(event: Envelope[Any], now: datetime) -> tuple[Gate, GateRule] | Non
     return None if rule is None else (gate, rule)
 
 
-def react_to_scan(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
+def react_to_scan(event: ScanEvent, now: datetime) -> dict[str, Any] | None:
     """`ECR Image Scan` and `Inspector2 Scan`: record the result, decide, apply."""
     detail = event.detail
     context = _context(event, now)
@@ -58,7 +58,7 @@ def react_to_scan(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
     return _summary(gate.evaluate(record, rule))
 
 
-def react_to_push(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
+def react_to_push(event: ImageActionEvent, now: datetime) -> dict[str, Any] | None:
     """A pushed image is pending until its scan result arrives; an index is linked to its
     children; an image the repository does not scan on push gets start-image-scan."""
     detail = event.detail
@@ -97,8 +97,10 @@ def _push_changes_nothing(rule: GateRule, record: GateRecord, tag: str | None) -
     return tag not in rule.promotion_tags and not matches_any(tag, rule.quarantine_removes)
 
 
-def _start_scan(registry: Registry, repository: str, digest: str, detail: Any) -> str | None:
-    media_type = getattr(detail, "manifest_media_type", None)
+def _start_scan(
+    registry: Registry, repository: str, digest: str, detail: ImageActionDetail
+) -> str | None:
+    media_type = detail.manifest_media_type
     if media_type in INDEX_MEDIA_TYPES:
         return None  # ECR cannot scan an index
     # Asked even where the repository scans on push: the setting may have been turned on after

@@ -1,6 +1,6 @@
 """Scan gate data access: decision records in DynamoDB, decision events to EventBridge.
 
-Data access only: no decision is made here (that is chalicelib/gate.py). One item per
+Data access only: no decision is made here (that is `chalicelib.gate.decide`). One item per
 (repository, digest). The full record is kept as one JSON document (`body`), so nested reasons,
 counts and findings need no DynamoDB type mapping; the attributes the sweep filters on (`status`,
 `revisit_at`, `policy_version`) and the set of index digests listing an image (`parents`, grown

@@ -1,4 +1,4 @@
-"""Token buckets per ECR operation, at the TPS ECR documents (shared/reference/limits.md).
+"""Token buckets per ECR operation, at the TPS ECR documents (its "API rate quotas").
 
 ECR throttles per account and region with token buckets; a copy that makes thousands of
 upload-layer-part calls should spend its own budget evenly rather than find the limit by

@@ -1,5 +1,5 @@
 """Reading the DynamoDB tables keyed by (repository, digest): the gate's decisions
-(chalicelib/gate_records.py) and retention's grace-period marks (chalicelib/retention_marks.py)."""
+(`chalicelib.gate.records`) and retention's grace-period marks (`chalicelib.retention.marks`)."""
 
 from __future__ import annotations
 

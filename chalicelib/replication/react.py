@@ -10,7 +10,7 @@ from chalicelib.ecr.errors import (
     ImageNotFound,
 )
 from chalicelib.ecr.gateway import Registry
-from chalicelib.events.models import Envelope, GateDecisionEvent
+from chalicelib.events.models import GateDecisionEvent, ImageActionEvent
 from chalicelib.kernel.observability import count, logger
 from chalicelib.oci.referrers import cosign_subject
 from chalicelib.policy import current_policy, dry_run
@@ -94,7 +94,7 @@ def _copy_jobs_for_image(
     return jobs
 
 
-def react_to_push(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
+def react_to_push(event: ImageActionEvent, now: datetime) -> dict[str, Any] | None:
     """A push: one copy job per destination of every push rule that selects the image."""
     detail = event.detail
     if not _rules("push", detail.repository_name):
@@ -110,7 +110,7 @@ def react_to_push(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
     return _queue(jobs, "push")
 
 
-def react_to_delete(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
+def react_to_delete(event: ImageActionEvent, now: datetime) -> dict[str, Any] | None:
     """A delete at the source: one delete-sync job per destination of every delete_sync rule."""
     detail = event.detail
     rules = [

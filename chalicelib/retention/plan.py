@@ -204,7 +204,7 @@ Verdict = tuple[Literal["keep", "delete"], str, str | None, str | None]
 
 
 def _protections(
-    graph: Any,
+    graph: ImageGraph[ImageDetail],
     numbered: list[tuple[int, RetentionRule]],
     in_use: InUse | None,
     promoted: Mapping[str, datetime] | None,
@@ -242,7 +242,7 @@ def _protections(
 
 
 def _judge_roots(
-    graph: Any,
+    graph: ImageGraph[ImageDetail],
     numbered: list[tuple[int, RetentionRule]],
     roots: list[str],
     protected: dict[str, str],
@@ -329,7 +329,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _guarded_roots(graph: Any, protected: dict[str, str]) -> dict[str, str]:
+def _guarded_roots(graph: ImageGraph[ImageDetail], protected: dict[str, str]) -> dict[str, str]:
     """root → the protection of some image in its unit (walking up from each protected image)."""
     guarded: dict[str, str] = {}
     for digest, why in protected.items():
@@ -415,7 +415,7 @@ def _cap(
     settings: RetentionSettings,
     limit: int,
     total: int,
-    graph: Any,
+    graph: ImageGraph[ImageDetail],
 ) -> str | None:
     """Enforce the per-run cap (a count and a share of the repository); returns why, if hit."""
     due = [d for d in decisions if d.action == "delete" and d.deferred is None]
@@ -481,7 +481,7 @@ def _defer_one(decision: ImageDecision, why: str) -> None:
     decision.__dict__["deferred"] = why
 
 
-def _role(graph: Any, digest: str) -> Role:
+def _role(graph: ImageGraph[ImageDetail], digest: str) -> Role:
     if digest in graph.subject_of:
         return "referrer"
     if digest in graph.indexes_of:
@@ -489,7 +489,7 @@ def _role(graph: Any, digest: str) -> Role:
     return "index" if digest in graph.children or digest in graph.unread_indexes else "image"
 
 
-def _belongs(graph: Any, digest: str) -> str:
+def _belongs(graph: ImageGraph[ImageDetail], digest: str) -> str:
     return "referrer of" if digest in graph.subject_of else "child of"
 
 

@@ -74,7 +74,7 @@ def plan_for_repository(
 def retain_repository(
     registry: Registry, repository: RepositoryInfo, now: datetime
 ) -> dict[str, Any]:
-    """The sweep task: plan and apply retention for one repository (see chalicelib/sweep.py)."""
+    """The sweep task: plan and apply retention for one repository (see `chalicelib.sweep.jobs`)."""
 
     policy = current_policy().policy
     settings = policy.retention
@@ -120,7 +120,7 @@ def retain_repository(
 
 
 def _update_marks(
-    store: Any,
+    store: MarkStore,
     plan: RetentionPlan,
     result: RetentionResult,
     marks: Mapping[str, datetime],

@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib.ecr import registries
 from chalicelib.ecr.gateway import Registry
 from chalicelib.ecr.models import RepositoryInfo
-from chalicelib.events.models import Envelope
+from chalicelib.events.models import ImageActionEvent
 from chalicelib.kernel.observability import count, logger
 from chalicelib.policy import current_policy, dry_run
 from chalicelib.policy.selection import rules_for
@@ -39,7 +39,7 @@ def tag_pushed_image(
     return apply_tagging_plan(registry, plan, dry_run=dry_run)
 
 
-def react_to_push(event: Envelope[Any], now: datetime) -> dict[str, Any] | None:
+def react_to_push(event: ImageActionEvent, now: datetime) -> dict[str, Any] | None:
     """The `on_ecr_event` reaction to a pushed image: the tags the policy's rules give it."""
 
     detail = event.detail

@@ -1,8 +1,9 @@
 """The STS gateway of the token API: assume the vending role with a session policy.
 
-The only STS call the service makes. Errors map to three kinds a caller can act on: throttled
-(retry later), unavailable (AWS is down or unreachable) and refused (a configuration problem:
-the role does not exist or does not trust the service).
+Replication's assumed roles go through `chalicelib.kernel.aws.assumed_session`. Errors here map
+to three kinds a caller can act on: throttled (retry later), unavailable (AWS is down or
+unreachable) and refused (a configuration problem: the role does not exist or does not trust the
+service).
 """
 
 from __future__ import annotations

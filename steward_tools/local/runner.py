@@ -96,7 +96,7 @@ def serve(*, host: str, aws_port: int, api_port: int, data_dir: Path | None) -> 
         pump = EventPump(boto3.client("sqs"), resources.events_queue_url, invoke_on_ecr_event)
         pump_thread = threading.Thread(target=pump.run, args=(stop,), daemon=True)
         pump_thread.start()
-        # Sweep jobs (chalicelib/sweep.py) go to on_repository_job as the SQS event source would.
+        # Sweep jobs (`chalicelib.sweep`) go to on_repository_job as the SQS event source would.
 
         sweep_pump = SqsJobPump(
             boto3.client("sqs"), resources.repository_jobs_queue_url, invoke_on_repository_job

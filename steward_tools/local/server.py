@@ -472,7 +472,7 @@ def bootstrap(
     )
 
     ensure_table(dynamodb, idempotency_table, ttl_attribute="expiration")
-    # Scan gate decisions (chalicelib/gate_records.py): one item per (repository, digest).
+    # Scan gate decisions (`chalicelib.gate.records`): one item per (repository, digest).
 
     ensure_table(dynamodb, DEFAULT_GATE_TABLE, hash_key="repository", range_key="digest")
     # Replication (steward_tools/local/jobs.py): the copy-job queue and the copies table.

@@ -30,6 +30,6 @@ def bootstrap_sweep(sqs: Any, dynamodb: Any) -> str:
         visibility_timeout=VISIBILITY_TIMEOUT,
         max_receive_count=MAX_RECEIVE_COUNT,
     )
-    # One item per (repository, digest): chalicelib/retention_marks.py.
+    # One item per (repository, digest): `chalicelib.retention.marks`.
     ensure_table(dynamodb, DEFAULT_RETENTION_TABLE, hash_key="repository", range_key="digest")
     return url

@@ -225,7 +225,7 @@ replication:
     assert not any("replication" in o for o in outcomes)  # a push alone copies nothing
 
     def announce(verdict: str) -> list[dict]:
-        """The gate's decision event, put on the default bus as chalicelib/gate_records does."""
+        """The gate's decision event, put on the default bus as `chalicelib.gate.records` does."""
         detail = {"repository-name": "team/app", "image-digest": image.digest, "decision": verdict}
         boto3.client("events").put_events(
             Entries=[
