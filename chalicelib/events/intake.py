@@ -37,6 +37,7 @@ from chalicelib.events.models import (
 )
 from chalicelib.gate import react as gate_react
 from chalicelib.kernel.aws import client as aws_client
+from chalicelib.kernel.aws import on_reset
 from chalicelib.kernel.errors import AwsCallError, aws_errors, is_transient
 from chalicelib.kernel.jobqueue import queue_url
 from chalicelib.kernel.observability import count, flushes_metrics, logger
@@ -186,6 +187,10 @@ class _IdempotentProcessor:
 @lru_cache(maxsize=4)
 def _idempotent_processor(settings: Settings) -> _IdempotentProcessor:
     return _IdempotentProcessor(settings)
+
+
+# The processor holds a DynamoDB client: it is rebuilt with every other client.
+on_reset(_idempotent_processor.cache_clear)
 
 
 def _mark_duplicate(response: Any, idempotent_data: Any) -> Any:

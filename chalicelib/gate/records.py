@@ -25,6 +25,7 @@ from chalicelib.events.models import (
     GateDecisionDetail,
 )
 from chalicelib.kernel.aws import client as aws_client
+from chalicelib.kernel.aws import on_reset
 from chalicelib.kernel.errors import aws_errors, translate
 from chalicelib.kernel.settings import get_settings
 
@@ -212,6 +213,10 @@ def _record(item: dict[str, Any]) -> GateRecord:
 @lru_cache(maxsize=4)
 def gate_records(table: str) -> GateRecords:
     return GateRecords(table)
+
+
+# The store holds a DynamoDB client: it is rebuilt with every other client.
+on_reset(gate_records.cache_clear)
 
 
 def records() -> GateRecords:
