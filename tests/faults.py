@@ -56,9 +56,12 @@ class FaultInjector:
         *,
         seed: int = 0,
         operations: set[str] | None = None,
+        limit: int | None = None,
     ) -> None:
         self.rates = {service: dict(kinds) for service, kinds in rates.items()}
         self.operations = operations
+        # At most this many faults in all (None: no limit), e.g. only the first request fails.
+        self.limit = limit
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self._random = random.Random(seed)
@@ -75,6 +78,8 @@ class FaultInjector:
         with self._lock:
             self.requests[service] += 1
             if self.operations is not None and operation not in self.operations:
+                return None
+            if self.limit is not None and sum(self.injected.values()) >= self.limit:
                 return None
             roll = self._random.random()
             for kind, rate in self.rates.get(service, {}).items():
@@ -119,10 +124,14 @@ def _error(request: Any, status: int, code: str, message: str) -> AWSResponse:
 
 @contextmanager
 def injected(
-    rates: Mapping[str, Mapping[str, float]], *, seed: int = 0, operations: set[str] | None = None
+    rates: Mapping[str, Mapping[str, float]],
+    *,
+    seed: int = 0,
+    operations: set[str] | None = None,
+    limit: int | None = None,
 ) -> Iterator[FaultInjector]:
     """Faults for the block; afterwards every client is rebuilt without the hook."""
-    injector = FaultInjector(rates, seed=seed, operations=operations).install()
+    injector = FaultInjector(rates, seed=seed, operations=operations, limit=limit).install()
     try:
         yield injector
     finally:
