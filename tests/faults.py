@@ -68,9 +68,10 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._sender: URLLib3Session | None = None
 
-    def install(self) -> FaultInjector:
-        """Hook every client built from now on (the shared session is rebuilt)."""
-        aws.reset()
+    def install(self, *, keep_session: bool = False) -> FaultInjector:
+        """Hook every client of the service built from now on (existing ones are forgotten;
+        with `keep_session`, the session and the models it loaded are kept)."""
+        aws.reset(keep_session=keep_session)
         aws.session()._session.register("before-send", self._before_send)
         return self
 
