@@ -91,6 +91,7 @@ def _worker(
     rates: Mapping[str, Mapping[str, float]],
     seed: int,
     attempts: int | None,
+    backoff: float,
     results: Any,
 ) -> None:
     outcome = Outcome()
@@ -108,12 +109,13 @@ def _worker(
         pusher = Registry(region=REGION, session=aws.session())
         assert pusher.client is not None
         injector = FaultInjector(rates, seed=seed).install(keep_session=True)
-        with fast_backoff():
+        with fast_backoff(backoff):
             for n, (tag, image_seed) in enumerate(releases):
                 started = time.monotonic()
                 digest = push_built(pusher, build_image([64], seed=image_seed), repository, tag)
                 pushed = time.monotonic()
-                event = push_event(repository, digest, tag, f"push-{seed}-{n}-{tag}")
+                event_id = f"push-{repository}-{seed}-{n}-{tag}"  # unique across runs
+                event = push_event(repository, digest, tag, event_id)
                 invoke_like_lambda(event, outcome)
                 outcome.push_seconds += pushed - started
                 outcome.invoke_seconds += time.monotonic() - pushed
@@ -147,10 +149,11 @@ def run_pushers(
     rates: Mapping[str, Mapping[str, float]],
     seed: int,
     attempts: int | None = None,
+    backoff: float = 0.01,
 ) -> Outcome:
     """Push `releases` ((tag, image seed) pairs) from `processes` processes, round robin, each
     invoking the service for its own pushes under the given fault rates. `attempts` caps
-    botocore's requests per call. Blocks until done."""
+    botocore's requests per call; `backoff` scales botocore's retry delays. Blocks until done."""
     # Forked: the workers start with the parent's imports and its loaded service models.
     for service in WARM_SERVICES:
         aws.session().client(service, region_name=REGION)
@@ -168,6 +171,7 @@ def run_pushers(
                 rates,
                 seed * 1000 + index,
                 attempts,
+                backoff,
                 results,
             ),
         )
