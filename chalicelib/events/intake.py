@@ -41,7 +41,8 @@ from chalicelib.kernel.aws import on_reset
 from chalicelib.kernel.errors import AwsCallError, aws_errors, is_transient
 from chalicelib.kernel.jobqueue import queue_url
 from chalicelib.kernel.observability import count, flushes_metrics, logger
-from chalicelib.kernel.settings import Settings, get_settings
+from chalicelib.kernel.settings import Settings, SettingsError, get_settings
+from chalicelib.policy import PolicyError
 from chalicelib.replication import react as replication_react
 from chalicelib.tagging import react as tagging_react
 
@@ -72,6 +73,10 @@ def handle_ecr_event(raw: Any, context: Any = None) -> dict[str, Any]:
             # Another invocation holds the event (or held it and died): retry after its
             # in-progress record expires. Not a failure of the event.
             log.info("event in progress elsewhere: raising for a retry")
+            raise
+        except (PolicyError, SettingsError):
+            # The function cannot run as deployed: fail loudly (the documented behaviour, and
+            # what /health reports) rather than dead-letter every event.
             raise
         except Exception as error:
             if is_transient(error):

@@ -220,3 +220,36 @@ def test_ecr_calls_per_push_are_shared_by_the_reactions(aws, registry, policy_fi
     print("ECR calls, converged push:", dict(gateway.calls), "new aliases:", new_aliases)
     assert sum(gateway.calls.values()) <= 2, gateway.calls
     assert gateway.calls["put_image"] == 0
+
+
+def test_permanent_failure_is_dead_lettered_once_and_a_redrive_is_processed(
+    aws, registry, policy_file, monkeypatch
+) -> None:
+    policy_file(ALL_POLICY)
+    registry.create_repository("team/app")
+    registry.create_repository("mirror/team/app")
+    image = build_image(layer_sizes=[128], seed=44)
+    push_built(registry, image, "team/app", tag="5.1.0")
+    discard_queued(aws)
+    event = push_event("team/app", image.manifest.digest, "5.1.0", "permanent-1")
+    original = Registry.start_image_scan
+
+    def denied(self, repository, digest):
+        raise RegistryError("AccessDeniedException", "no ecr:StartImageScan", "start_image_scan")
+
+    monkeypatch.setattr(Registry, "start_image_scan", denied)
+    result = invoke(event)
+    monkeypatch.setattr(Registry, "start_image_scan", original)
+
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("gate: ecr.start_image_scan: AccessDeniedException")
+    assert "replication" in result  # the reactions after the failed one still ran
+    assert {"5.1", "5", "latest"} <= tags_of(registry, "team/app", image.manifest.digest)
+    sqs = boto3.client("sqs")
+    letters = sqs.receive_message(
+        QueueUrl=aws.resources.dead_letter_queue_url, MaxNumberOfMessages=10
+    ).get("Messages", [])
+    assert [json.loads(m["Body"])["reason"] for m in letters] == [result["reason"]]
+
+    redriven = invoke(json.loads(letters[0]["Body"])["event"])  # after the fix (IAM) lands
+    assert redriven["status"] == "handled" and not redriven.get("duplicate")
