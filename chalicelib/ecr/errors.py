@@ -4,30 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, ParamValidationError, ReadTimeoutError
+from botocore.exceptions import ClientError, ParamValidationError
 
-THROTTLING_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+from chalicelib.kernel.errors import (
+    CONNECTION_ERRORS,
+    SERVER_CODES,
+    THROTTLING_CODES,
+    AwsCallError,
+    is_transient,
 )
 
 
-TRANSIENT_CODES = frozenset({"ServerException", "ServiceUnavailable", "InternalFailure"})
-
-
-class RegistryError(Exception):
-    """An ECR call failed. `code` is ECR's error code; `transient` says whether to retry later."""
+class RegistryError(AwsCallError):
+    """An ECR call failed. `code` is ECR's error code; `transient` says whether to retry later.
+    One branch of the project's AWS error taxonomy (`chalicelib.kernel.errors`)."""
 
     transient = False
 
     def __init__(
         self, code: str, message: str, operation: str = "", details: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
-        self.message = message
-        self.operation = operation
-        # Modeled error fields beyond code and message (e.g. lastValidByteReceived).
-        self.details = details or {}
+        super().__init__(code, message, operation, details, service="ecr")
 
 
 class RepositoryNotFound(RegistryError):
@@ -85,7 +82,7 @@ _ERRORS: dict[str, type[RegistryError]] = {
     "InvalidLayerException": InvalidLayer,
     "AccessDeniedException": AccessDenied,
     **{code: Throttled for code in THROTTLING_CODES},
-    **{code: RegistryUnavailable for code in TRANSIENT_CODES},
+    **{code: RegistryUnavailable for code in SERVER_CODES},
 }
 
 
@@ -98,13 +95,15 @@ def _translate(error: Exception, operation: str) -> RegistryError:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         cls = _ERRORS.get(code)
         if cls is None:
-            cls = RegistryUnavailable if status >= 500 else RegistryError
+            cls = RegistryUnavailable if status >= 500 or is_transient(error) else RegistryError
         details = {
             k: v for k, v in error.response.items() if k not in ("Error", "ResponseMetadata")
         }
         return cls(code, info.get("Message", ""), operation, details)
     if isinstance(error, ParamValidationError):
         return InvalidParameter("InvalidParameterException", str(error), operation)
-    if isinstance(error, ConnectionError | ReadTimeoutError):
+    if isinstance(error, CONNECTION_ERRORS):
+        # Dropped, closed, reset or timed-out connections: ConnectionClosedError derives from
+        # HTTPClientError, not botocore's ConnectionError, and was once taken as permanent.
         return RegistryUnavailable(type(error).__name__, str(error), operation)
     return RegistryError(type(error).__name__, str(error), operation)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
+from chalicelib.ecr import readcache
 from chalicelib.ecr.core import (
     BATCH_IMAGE_IDS,
     PAGE_SIZE,
@@ -41,9 +42,26 @@ class ImageCalls(GatewayCore):
         )
 
     def iter_images(
-        self, repository: str, *, tag_status: Literal["TAGGED", "UNTAGGED", "ANY"] = "ANY"
+        self,
+        repository: str,
+        *,
+        tag_status: Literal["TAGGED", "UNTAGGED", "ANY"] = "ANY",
+        fresh: bool = False,
     ) -> Iterator[ImageDetail]:
-        """Every image in the repository, a page of 1,000 a call."""
+        """Every image in the repository, a page of 1,000 a call. Within one event
+        (`readcache.shared_reads`) a listing is read once unless `fresh` asks to read it again."""
+        cache = readcache.active()
+        if cache is None:
+            yield from self._describe_pages(repository, tag_status)
+            return
+        key = (id(self), repository)
+        kept = None if fresh else cache.listing(key, tag_status)
+        if kept is None:
+            kept = list(self._describe_pages(repository, tag_status))
+            cache.listed(key, tag_status, kept)
+        yield from kept
+
+    def _describe_pages(self, repository: str, tag_status: str) -> Iterator[ImageDetail]:
         token: str | None = None
         while True:
             page = self._call(
@@ -61,9 +79,17 @@ class ImageCalls(GatewayCore):
     def describe_image(
         self, repository: str, *, digest: str | None = None, tag: str | None = None
     ) -> ImageDetail:
+        cache = readcache.active()
+        key = (id(self), repository)
+        kept = cache.image(key, digest, tag) if cache is not None else None
+        if kept is not None:
+            return kept
         image_id = {"imageDigest": digest} if digest else {"imageTag": tag or ""}
         response = self._call("describe_images", repositoryName=repository, imageIds=[image_id])
-        return self._image(repository, response["imageDetails"][0])
+        image = self._image(repository, response["imageDetails"][0])
+        if cache is not None:
+            cache.described(key, image)
+        return image
 
     def get_manifests(
         self, repository: str, image_ids: Iterable[dict[str, str]]
@@ -71,7 +97,16 @@ class ImageCalls(GatewayCore):
         """Manifests by image id (digest or tag), 100 a call; returns (found, failures)."""
         found: list[Manifest] = []
         failures: list[dict[str, Any]] = []
-        for batch in _batches(list(image_ids), BATCH_IMAGE_IDS):
+        ids = list(image_ids)
+        cache = readcache.active()
+        key = (id(self), repository)
+        if cache is not None:
+            # Manifests are content-addressed: one fetched by digest is never stale. Only asks
+            # by digest alone are answered here (a tag asked for says where the tag is now).
+            kept = cache.manifests.get(key, {})
+            if ids and all(set(i) == {"imageDigest"} and i["imageDigest"] in kept for i in ids):
+                return [kept[i["imageDigest"]] for i in ids], []
+        for batch in _batches(ids, BATCH_IMAGE_IDS):
             response = self._call(
                 "batch_get_image",
                 repositoryName=repository,
@@ -93,6 +128,8 @@ class ImageCalls(GatewayCore):
                     )
                 )
             failures.extend(response.get("failures", []))
+        if cache is not None:
+            cache.fetched(key, found)
         return found, failures
 
     def get_manifest(
@@ -128,11 +165,18 @@ class ImageCalls(GatewayCore):
             raise
         except RegistryError as error:
             if error.code == "ImageAlreadyExistsException":
+                self._tag_landed(repository, manifest.digest, tag)
                 return PutOutcome(status="unchanged", digest=manifest.digest, tag=tag)
             raise
+        self._tag_landed(repository, manifest.digest, tag)
         return PutOutcome(
             status="created", digest=response["image"]["imageId"]["imageDigest"], tag=tag
         )
+
+    def _tag_landed(self, repository: str, digest: str, tag: str | None) -> None:
+        cache = readcache.active()
+        if cache is not None and tag:
+            cache.tag_put((id(self), repository), digest, tag)
 
     def _digest_of_tag(self, repository: str, tag: str | None) -> str | None:
         if not tag:
@@ -145,6 +189,9 @@ class ImageCalls(GatewayCore):
     def delete_images(self, repository: str, image_ids: Iterable[dict[str, str]]) -> DeleteOutcome:
         """batch-delete-image, 100 a call; per-image failures are returned, never dropped."""
         outcome = DeleteOutcome()
+        cache = readcache.active()
+        if cache is not None:
+            cache.forget((id(self), repository))
         for batch in _batches(list(image_ids), BATCH_IMAGE_IDS):
             response = self._call("batch_delete_image", repositoryName=repository, imageIds=batch)
             outcome.deleted.extend(response.get("imageIds", []))

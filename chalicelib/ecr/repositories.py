@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from chalicelib.ecr import readcache
 from chalicelib.ecr.core import (
     PAGE_SIZE,
     GatewayCore,
@@ -43,8 +44,14 @@ class RepositoryCalls(GatewayCore):
         )
 
     def describe_repository(self, name: str) -> RepositoryInfo:
+        cache = readcache.active()
+        if cache is not None and (id(self), name) in cache.repositories:
+            return cache.repositories[(id(self), name)]
         response = self._call("describe_repositories", repositoryNames=[name])
-        return self._repository(response["repositories"][0])
+        info = self._repository(response["repositories"][0])
+        if cache is not None:
+            cache.repositories[(id(self), name)] = info
+        return info
 
     def iter_repositories(self) -> Iterator[RepositoryInfo]:
         token: str | None = None

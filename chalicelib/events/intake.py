@@ -3,7 +3,10 @@
 parse (typed models) → reject malformed events to the dead-letter queue → idempotency on DynamoDB
 → route by event kind. A malformed event is logged with its reason, counted, sent to the
 dead-letter queue, and the function returns normally: retrying it cannot make it valid, so a
-retry storm would only hide good events. A transient AWS error raises, so Lambda retries.
+retry storm would only hide good events. A transient AWS error raises, so Lambda retries; a
+permanent one (or a bug) dead-letters the event with its reason, once, for a redrive after the
+fix. The in-progress idempotency record expires after `idempotency_in_progress_seconds`, so an
+invocation that died, or whose write to DynamoDB lost its answer, never strands the event.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
 
 from chalicelib.ecr.errors import ImageNotFound, RepositoryNotFound
+from chalicelib.ecr.readcache import shared_reads
 from chalicelib.events.models import (
     Envelope,
     ImageActionDetail,
@@ -30,9 +37,12 @@ from chalicelib.events.models import (
 )
 from chalicelib.gate import react as gate_react
 from chalicelib.kernel.aws import client as aws_client
+from chalicelib.kernel.aws import on_reset
+from chalicelib.kernel.errors import AwsCallError, aws_errors, is_transient
 from chalicelib.kernel.jobqueue import queue_url
 from chalicelib.kernel.observability import count, flushes_metrics, logger
-from chalicelib.kernel.settings import Settings, get_settings
+from chalicelib.kernel.settings import Settings, SettingsError, get_settings
+from chalicelib.policy import PolicyError
 from chalicelib.replication import react as replication_react
 from chalicelib.tagging import react as tagging_react
 
@@ -55,7 +65,43 @@ def handle_ecr_event(raw: Any, context: Any = None) -> dict[str, Any]:
         repository=getattr(detail, "repository_name", None),
         digest=getattr(detail, "image_digest", None),
     ):
-        return _process_once(parsed, context)
+        try:
+            return _process_once(parsed, context)
+        except EventFailed as failed:
+            return _fail(raw, failed.reason, failed.outcome)
+        except IdempotencyAlreadyInProgressError:
+            # Another invocation holds the event (or held it and died): retry after its
+            # in-progress record expires. Not a failure of the event.
+            log.info("event in progress elsewhere: raising for a retry")
+            raise
+        except (PolicyError, SettingsError):
+            # The function cannot run as deployed: fail loudly (the documented behaviour, and
+            # what /health reports) rather than dead-letter every event.
+            raise
+        except Exception as error:
+            if is_transient(error):
+                raise  # Lambda retries; the idempotency record was released (or expires)
+            # A retry would fail the same way: dead-letter once, with the reason, for a redrive.
+            log.exception("event failed", extra={"error": type(error).__name__})
+            return _fail(raw, f"{type(error).__name__}: {error}", None)
+
+
+class EventFailed(Exception):
+    """A reaction failed for good (a permanent AWS error). Raised out of the idempotent section
+    so its record is released: a redrive of the dead letter is processed, not a duplicate."""
+
+    def __init__(self, reason: str, outcome: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcome = outcome
+
+
+def _fail(raw: Any, reason: str, outcome: dict[str, Any] | None) -> dict[str, Any]:
+    event_id = raw.get("id") if isinstance(raw, dict) else None
+    logger().error("event failed", extra={"reason": reason, "event_id": event_id})
+    count("EventsFailed")
+    dead_letter(raw, reason)
+    return {**(outcome or {}), "status": "failed", "reason": reason, "event_id": event_id}
 
 
 def reject(raw: Any, reason: str) -> dict[str, Any]:
@@ -69,21 +115,49 @@ def reject(raw: Any, reason: str) -> dict[str, Any]:
 
 def dead_letter(raw: Any, reason: str) -> None:
     body = json.dumps({"reason": reason, "event": raw}, default=str)
-
-    aws_client("sqs").send_message(
-        QueueUrl=queue_url(get_settings().dead_letter_queue),
-        MessageBody=body,
-        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1024]}},
-    )
+    # A failed send raises (transient: Lambda retries the event, which is rejected again).
+    with aws_errors("sqs", "send_message"):
+        aws_client("sqs").send_message(
+            QueueUrl=queue_url(get_settings().dead_letter_queue),
+            MessageBody=body,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1024]}},
+        )
 
 
 # --- exactly once in effect --------------------------------------------------------------------
 
 
+class _InProgressWindow:
+    """The Lambda context as Powertools sees it: the remaining time, capped.
+
+    Powertools sets the in-progress record's expiry to now + the remaining time (about 300 s on
+    this function). Lambda's two async retries come within that, so an invocation whose write
+    answer was lost, or that died, would leave its record in progress past both retries and the
+    event would be dead-lettered unprocessed. Capped below the first retry's delay, the retry
+    takes the record over. Every reaction converges, so the rare overlap with a slow invocation
+    of the same event costs time, not correctness."""
+
+    def __init__(self, context: Any, cap_seconds: int) -> None:
+        self._context = context
+        self._cap_ms = cap_seconds * 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        remaining = getattr(self._context, "get_remaining_time_in_millis", None)
+        left = int(remaining()) if callable(remaining) else self._cap_ms
+        return max(0, min(left, self._cap_ms))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
 def _process_once(parsed: ParsedEvent, context: Any) -> dict[str, Any]:
-    process = _idempotent_processor(get_settings())
-    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-        process.config.register_lambda_context(context)
+    settings = get_settings()
+    process = _idempotent_processor(settings)
+    # Registered on every call, with or without a real context: without one, an in-progress
+    # record would last the whole TTL.
+    process.config.register_lambda_context(
+        _InProgressWindow(context, settings.idempotency_in_progress_seconds)  # type: ignore[arg-type]
+    )
     result: dict[str, Any] = process(event=parsed.event.model_dump(mode="json", by_alias=True))
     return result
 
@@ -120,6 +194,10 @@ def _idempotent_processor(settings: Settings) -> _IdempotentProcessor:
     return _IdempotentProcessor(settings)
 
 
+# The processor holds a DynamoDB client: it is rebuilt with every other client.
+on_reset(_idempotent_processor.cache_clear)
+
+
 def _mark_duplicate(response: Any, idempotent_data: Any) -> Any:
     count("EventsDuplicate")
     logger().info("duplicate event: already handled, nothing changed")
@@ -136,10 +214,26 @@ def _route(event: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     key = reaction_key(parsed)
     outcomes: dict[str, Any] = {}
-    for capability, reaction in REACTIONS.get(key, ()):
-        outcome = _react(capability, reaction, parsed, now)
-        if outcome is not None:
-            outcomes[capability] = outcome
+    failures: list[str] = []
+    # One read of the image and its repository, shared by every reaction to the event.
+    with shared_reads():
+        for capability, reaction in REACTIONS.get(key, ()):
+            try:
+                outcome = _react(capability, reaction, parsed, now)
+            except AwsCallError as error:
+                if error.transient:
+                    raise
+                # The other reactions still run; the event is then dead-lettered with this.
+                logger().error(
+                    "reaction failed", extra={"reaction": capability, "why": error.reason}
+                )
+                failures.append(f"{capability}: {error.reason}")
+                outcome = {"failed": error.reason}
+            if outcome is not None:
+                outcomes[capability] = outcome
+    if failures:
+        result = {"kind": parsed.kind, "event_id": parsed.event.id, **outcomes}
+        raise EventFailed("; ".join(failures), result)
     if not outcomes:
         return acknowledge(parsed, f"no rule acts on {key} events here")
     return {"status": "handled", "kind": parsed.kind, "event_id": parsed.event.id, **outcomes}

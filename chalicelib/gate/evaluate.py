@@ -111,7 +111,13 @@ class Gate:
             # their verdict is recorded and feeds their indexes, and their tags wait for a tag.
             if image.tags:
                 record.tags = self._apply(record, rule, image.tags)
-                record.applied = not self.dry_run
+                # Applied only when every write of it landed: a put or a removal that failed
+                # for good leaves the decision due, so the sweep tries it again.
+                failed = [t.tag for t in record.tags if t.outcome == "failed"]
+                record.applied = not self.dry_run and not failed
+                if failed and not self.dry_run:
+                    decision.revisit_at = min(decision.revisit_at or self.now, self.now)
+                    count("GateWritesFailed", len(failed))
             else:
                 record.tags = []
                 record.applied = False

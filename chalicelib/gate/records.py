@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from chalicelib.ecr.models import Finding
@@ -24,6 +25,8 @@ from chalicelib.events.models import (
     GateDecisionDetail,
 )
 from chalicelib.kernel.aws import client as aws_client
+from chalicelib.kernel.aws import on_reset
+from chalicelib.kernel.errors import aws_errors, translate
 from chalicelib.kernel.settings import get_settings
 
 Verdict = Literal["pass", "fail", "pending"]
@@ -107,11 +110,12 @@ class GateRecords:
 
     def get(self, repository: str, digest: str) -> GateRecord | None:
         self.calls += 1
-        item = self.client.get_item(
-            TableName=self.table,
-            Key={"repository": {"S": repository}, "digest": {"S": digest}},
-            ConsistentRead=True,
-        ).get("Item")
+        with aws_errors("dynamodb", "get_item"):
+            item = self.client.get_item(
+                TableName=self.table,
+                Key={"repository": {"S": repository}, "digest": {"S": digest}},
+                ConsistentRead=True,
+            ).get("Item")
         return _record(item) if item else None
 
     def put(self, record: GateRecord) -> None:
@@ -130,22 +134,24 @@ class GateRecords:
             expression += ", revisit_at = :r"
         else:
             expression += " REMOVE revisit_at"
-        self.client.update_item(
-            TableName=self.table,
-            Key={"repository": {"S": record.repository}, "digest": {"S": record.digest}},
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        with aws_errors("dynamodb", "update_item"):
+            self.client.update_item(
+                TableName=self.table,
+                Key={"repository": {"S": record.repository}, "digest": {"S": record.digest}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
 
     def add_parent(self, repository: str, digest: str, parent: str) -> None:
         self.calls += 1
-        self.client.update_item(
-            TableName=self.table,
-            Key={"repository": {"S": repository}, "digest": {"S": digest}},
-            UpdateExpression="ADD parents :p",
-            ExpressionAttributeValues={":p": {"SS": [parent]}},
-        )
+        with aws_errors("dynamodb", "update_item"):
+            self.client.update_item(
+                TableName=self.table,
+                Key={"repository": {"S": repository}, "digest": {"S": digest}},
+                UpdateExpression="ADD parents :p",
+                ExpressionAttributeValues={":p": {"SS": [parent]}},
+            )
 
     def due(self, now: datetime, policy_version: str) -> Iterator[GateRecord]:
         """Records the sweep must look at: pending, due for a revisit, or decided under another
@@ -164,10 +170,28 @@ class GateRecords:
                 ":version": {"S": policy_version},
             },
         )
-        for page in pages:
-            self.calls += 1
-            for item in page.get("Items", []):
-                yield _record(item)
+        with aws_errors("dynamodb", "scan"):
+            for page in pages:
+                self.calls += 1
+                for item in page.get("Items", []):
+                    yield _record(item)
+
+    def for_repository(self, repository: str) -> Iterator[GateRecord]:
+        """Every decided record of one repository (one paged query), for the reconciler."""
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="#r = :r",
+            FilterExpression="attribute_exists(body)",
+            ExpressionAttributeNames={"#r": "repository"},
+            ExpressionAttributeValues={":r": {"S": repository}},
+            ConsistentRead=True,
+        )
+        with aws_errors("dynamodb", "query"):
+            for page in pages:
+                self.calls += 1
+                for item in page.get("Items", []):
+                    yield _record(item)
 
 
 def _iso(moment: datetime) -> str:
@@ -189,6 +213,10 @@ def _record(item: dict[str, Any]) -> GateRecord:
 @lru_cache(maxsize=4)
 def gate_records(table: str) -> GateRecords:
     return GateRecords(table)
+
+
+# The store holds a DynamoDB client: it is rebuilt with every other client.
+on_reset(gate_records.cache_clear)
 
 
 def records() -> GateRecords:
@@ -223,17 +251,37 @@ def publish_decision(record: GateRecord) -> str | None:
         decided_at=_iso(record.decided_at) if record.decided_at else None,
     )
     arn = f"arn:aws:ecr:{record.region}:{record.account}:repository/{record.repository}"
-    response = aws_client("events").put_events(
-        Entries=[
-            {
-                "Source": GATE_EVENT_SOURCE,
-                "DetailType": GATE_EVENT_DETAIL_TYPE,
-                "Detail": detail.model_dump_json(by_alias=True),
-                "Resources": [arn] if record.account and record.region else [],
-            }
-        ]
-    )
+    with aws_errors("events", "put_events"):
+        response = _put_events(
+            [
+                {
+                    "Source": GATE_EVENT_SOURCE,
+                    "DetailType": GATE_EVENT_DETAIL_TYPE,
+                    "Detail": detail.model_dump_json(by_alias=True),
+                    "Resources": [arn] if record.account and record.region else [],
+                }
+            ]
+        )
     entry = response.get("Entries", [{}])[0]
     if response.get("FailedEntryCount"):
-        raise RuntimeError(f"steward.gate event refused: {entry.get('ErrorCode')}")
+        # A refused entry carries its own error code; throttling and internal failures are
+        # worth a retry, anything else is permanent.
+        raise translate(
+            ClientError(
+                {
+                    "Error": {
+                        "Code": entry.get("ErrorCode", "Unknown"),
+                        "Message": entry.get("ErrorMessage", ""),
+                    }
+                },
+                "PutEvents",
+            ),
+            "events",
+            "put_events",
+        )
     return entry.get("EventId")
+
+
+def _put_events(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    response: dict[str, Any] = aws_client("events").put_events(Entries=entries)
+    return response

@@ -83,11 +83,14 @@ def on_reset(callback: Callable[[], None]) -> None:
         _reset_callbacks.append(callback)
 
 
-def reset() -> None:
-    """Forget the session, every client and everything built from them."""
+def reset(*, keep_session: bool = False) -> None:
+    """Forget the session, every client and everything built from them. `keep_session` keeps
+    the session (and the service models it loaded): a forked process builds its own clients
+    without loading botocore's data again."""
     global _session
     with _lock:
-        _session = None
+        if not keep_session:
+            _session = None
         _clients.clear()
         callbacks = list(_reset_callbacks)
     for callback in callbacks:

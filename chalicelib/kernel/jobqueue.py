@@ -9,6 +9,7 @@ from typing import Any
 
 from chalicelib.kernel.aws import client as aws_client
 from chalicelib.kernel.aws import on_reset
+from chalicelib.kernel.errors import AwsCallError, aws_errors
 
 SEND_BATCH = 10  # SQS's send-message-batch limit
 SEND_ATTEMPTS = 3
@@ -19,14 +20,20 @@ def queue_url(queue: str) -> str:
     """A queue URL from a name (or the URL itself)."""
     if queue.startswith(("https://", "http://")):
         return queue
-    return str(aws_client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
+    with aws_errors("sqs", "get_queue_url"):
+        return str(aws_client("sqs").get_queue_url(QueueName=queue)["QueueUrl"])
 
 
 on_reset(queue_url.cache_clear)
 
 
-class SendFailed(RuntimeError):
-    """SQS refused some messages after retries; the caller's invocation should be retried."""
+class SendFailed(AwsCallError):
+    """SQS refused some messages. Transient when SQS kept failing them (the caller's invocation
+    is retried); permanent when SQS says the sender is at fault (a retry fails the same way)."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__("SendFailed", message, "send_message_batch", service="sqs")
+        self.transient = transient
 
 
 def send_jobs(
@@ -48,13 +55,14 @@ def send_jobs(
         ]
         for _ in range(attempts):
             calls += 1
-            response = client.send_message_batch(QueueUrl=url, Entries=entries)
+            with aws_errors("sqs", "send_message_batch"):
+                response = client.send_message_batch(QueueUrl=url, Entries=entries)
             failed = {f["Id"]: f for f in response.get("Failed", [])}
             if not failed:
                 break
             if any(f.get("SenderFault") for f in failed.values()):
-                raise SendFailed(f"SQS refused jobs: {list(failed.values())}")
+                raise SendFailed(f"SQS refused jobs: {list(failed.values())}", transient=False)
             entries = [e for e in entries if e["Id"] in failed]
         else:
-            raise SendFailed(f"SQS kept failing {len(entries)} jobs")
+            raise SendFailed(f"SQS kept failing {len(entries)} jobs", transient=True)
     return calls

@@ -57,6 +57,10 @@ class Settings(BaseModel):
     region: str
     idempotency_table: str
     idempotency_ttl_seconds: int
+    # How long an event's in-progress idempotency record holds off another invocation of the
+    # same event. Shorter than Lambda's first async retry (about a minute) so a record whose
+    # invocation died, or whose write answer was lost, never strands the event's retries.
+    idempotency_in_progress_seconds: int = 45
     dead_letter_queue: str
     sweep_queue: str
     retention_table: str
@@ -83,6 +87,12 @@ class Settings(BaseModel):
         ttl = environ.get("STEWARD_IDEMPOTENCY_TTL", "86400")
         if not ttl.isdigit():
             raise SettingsError(f"STEWARD_IDEMPOTENCY_TTL must be a number of seconds, not {ttl!r}")
+        in_progress = environ.get("STEWARD_IDEMPOTENCY_IN_PROGRESS", "45")
+        if not in_progress.isdigit() or int(in_progress) < 1:
+            raise SettingsError(
+                "STEWARD_IDEMPOTENCY_IN_PROGRESS must be a positive number of seconds, "
+                f"not {in_progress!r}"
+            )
         return cls(
             deployed=deployed,
             policy_path=policy,
@@ -90,6 +100,7 @@ class Settings(BaseModel):
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             idempotency_table=names["STEWARD_IDEMPOTENCY_TABLE"],
             idempotency_ttl_seconds=int(ttl),
+            idempotency_in_progress_seconds=int(in_progress),
             dead_letter_queue=names["STEWARD_EVENTS_DLQ"],
             sweep_queue=names["STEWARD_SWEEP_QUEUE"],
             retention_table=names["STEWARD_RETENTION_TABLE"],

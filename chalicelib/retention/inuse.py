@@ -16,6 +16,7 @@ from typing import Any
 
 from chalicelib.gate.records import GateRecord, records
 from chalicelib.kernel.aws import client as aws_client
+from chalicelib.kernel.errors import aws_errors
 from chalicelib.kernel.tables import repository_items
 from chalicelib.policy.retention import InUseSettings
 from chalicelib.retention.plan import InUse
@@ -184,7 +185,8 @@ def _lambda(index: InUseIndex) -> None:
 
 
 def _ssm(index: InUseIndex, name: str) -> None:
-    value = aws_client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    with aws_errors("ssm", "get_parameter"):
+        value = aws_client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
     _lines(index, value, f"operator list (SSM {name})")
 
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -30,6 +31,7 @@ from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import Policy, current_policy
 from chalicelib.retention.task import retain_repository
 from chalicelib.retention.task import sweep_scope as retention_scope
+from chalicelib.sweep.reconcile import reconcile_repository, reconcile_scope
 
 Task = Callable[[Registry, RepositoryInfo, datetime], dict[str, Any]]
 
@@ -41,12 +43,22 @@ class SweepTask:
     name: str
     run: Task
     in_scope: Callable[[Policy, str], bool]
+    # What the task would do, changing nothing (a sweep started with --dry-run); None: the task
+    # has its own planning command and is skipped in a dry-run sweep.
+    plan: Task | None = None
 
 
 REPOSITORY_TASKS: tuple[SweepTask, ...] = (
     SweepTask("retention", retain_repository, retention_scope),
     # repository settings as the policy declares them
     SweepTask("governance", repository_task, governance_scope),
+    # aliases, `latest`, promotion and quarantine tags repaired from the registry itself
+    SweepTask(
+        "reconcile",
+        reconcile_repository,
+        reconcile_scope,
+        plan=partial(reconcile_repository, dry_run=True),
+    ),
 )
 
 
@@ -58,6 +70,8 @@ class RepositoryJob(BaseModel):
     region: str
     repository: RepositoryInfo
     started_at: datetime
+    # Plan only: each task reports what it would change (`steward sweep run --dry-run`).
+    dry_run: bool = False
 
 
 class RepositoryJobFailed(RuntimeError):
@@ -76,6 +90,7 @@ def start_sweep(
     now: datetime,
     queue: str | None = None,
     sweep_id: str | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """List the repositories in scope and send one job for each. Returns a summary."""
 
@@ -92,11 +107,18 @@ def start_sweep(
                 region=region,
                 repository=repository,
                 started_at=now,
+                dry_run=dry_run,
             )
             jobs.append(job.model_dump_json())
     calls = send_jobs(queue or get_settings().sweep_queue, jobs) if jobs else 0
     count("SweepRepositoriesQueued", len(jobs))
-    summary = {"sweep_id": sweep_id, "repositories": seen, "queued": len(jobs), "sqs_calls": calls}
+    summary = {
+        "sweep_id": sweep_id,
+        "repositories": seen,
+        "queued": len(jobs),
+        "sqs_calls": calls,
+        **({"dry_run": True} if dry_run else {}),
+    }
     logger().info("sweep started", extra={"sweep": summary})
     return summary
 
@@ -127,8 +149,12 @@ def run_repository_job(job: RepositoryJob, now: datetime) -> dict[str, Any]:
     with log.append_context_keys(sweep_id=job.sweep_id, repository=job.repository.name):
         for task in REPOSITORY_TASKS:
             name = task.name
+            run = task.plan if job.dry_run else task.run
+            if run is None:
+                outcomes[name] = {"skipped": "dry run: this task has its own plan command"}
+                continue
             try:
-                outcomes[name] = task.run(registry, job.repository, now)
+                outcomes[name] = run(registry, job.repository, now)
             except RepositoryNotFound:
                 # Deleted since the sweep listed it: nothing left to do, and no retry helps.
                 outcomes[name] = {"skipped": "repository no longer exists"}

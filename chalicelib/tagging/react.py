@@ -1,4 +1,4 @@
-"""Tagging's reaction to a push event: read the repository, plan, apply."""
+"""Tagging's reaction to a push event: read the repository, plan, apply, converge."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ from typing import Any
 
 from chalicelib.ecr import registries
 from chalicelib.ecr.gateway import Registry
-from chalicelib.ecr.models import RepositoryInfo
+from chalicelib.ecr.models import ImageDetail, RepositoryInfo
 from chalicelib.events.models import ImageActionEvent
 from chalicelib.kernel.observability import count, logger
 from chalicelib.policy import current_policy, dry_run
 from chalicelib.policy.selection import rules_for
 from chalicelib.policy.tagging import TaggingRule
 from chalicelib.tagging.apply import TaggingResult, apply_tagging_plan
-from chalicelib.tagging.plan import plan_tags
+from chalicelib.tagging.plan import TaggingPlan, plan_tags
+
+# A write is followed by a fresh read; a plan that still differs is applied again, this many
+# rounds at most. Beyond that the sweep's reconciler repairs what an endless race leaves.
+MAX_ROUNDS = 3
 
 
 def tag_pushed_image(
@@ -27,16 +31,62 @@ def tag_pushed_image(
     now: datetime,
     dry_run: bool = False,
 ) -> TaggingResult:
-    """Read the repository, plan the tags one push derives, and apply them."""
+    """Read the repository, plan the tags one push derives, apply them, and converge.
+
+    Read, plan, apply is a race: another invocation may push a higher release, or write its
+    older plan over this one, while this one waits in backoff. So after writing, the tags are
+    read again (fresh) and planned again; a plan with puts left is applied again. Whoever
+    writes last re-reads after its write, so the last word is always a plan made from a read
+    that saw every release pushed before it: aliases cannot settle on a lower release.
+    """
+    placeholder = RepositoryInfo(name=repository, arn="", registry_id="", uri="")
     if pushed_tag is None or not rules_for(rules, repository):
         # Nothing can be derived: answer without a single ECR call.
-        info = RepositoryInfo(name=repository, arn="", registry_id="", uri="")
-        plan = plan_tags(rules, info, [], digest, pushed_tag, now)
+        plan = plan_tags(rules, placeholder, [], digest, pushed_tag, now)
         return apply_tagging_plan(registry, plan, dry_run=dry_run)
-    info = registry.describe_repository(repository)
     images = list(registry.iter_images(repository, tag_status="TAGGED"))
+    info, plan = _plan(registry, rules, placeholder, images, digest, pushed_tag, now)
+    result = apply_tagging_plan(registry, plan, dry_run=dry_run)
+    rounds = 1
+    while not dry_run and result.tags_with("applied") and rounds <= MAX_ROUNDS:
+        images = list(registry.iter_images(repository, tag_status="TAGGED", fresh=True))
+        info, plan = _plan(registry, rules, info, images, digest, pushed_tag, now)
+        if not plan.puts:
+            break
+        rounds += 1
+        count("TagsReplanned")
+        again = apply_tagging_plan(registry, plan)
+        result = _merge(result, again, rounds)
+        if not again.tags_with("applied"):
+            break
+    return result
+
+
+def _plan(
+    registry: Registry,
+    rules: list[TaggingRule],
+    info: RepositoryInfo,
+    images: list[ImageDetail],
+    digest: str,
+    pushed_tag: str,
+    now: datetime,
+) -> tuple[RepositoryInfo, TaggingPlan]:
+    """Plan; the repository is described only when a tag would move, which is the only time
+    its tag mutability matters (a new tag may be put in any repository)."""
     plan = plan_tags(rules, info, images, digest, pushed_tag, now)
-    return apply_tagging_plan(registry, plan, dry_run=dry_run)
+    if not info.arn and any(d.current_digest is not None for d in plan.puts):
+        info = registry.describe_repository(info.name)
+        plan = plan_tags(rules, info, images, digest, pushed_tag, now)
+    return info, plan
+
+
+def _merge(first: TaggingResult, again: TaggingResult, rounds: int) -> TaggingResult:
+    """The outcome of each tag after the last round that touched it."""
+    latest = {t.tag: t for t in again.tags if t.outcome != "unchanged"}
+    tags = [latest.pop(t.tag, t) for t in first.tags] + list(latest.values())
+    applied = ", ".join(again.tags_with("applied")) or "nothing"
+    note = f"round {rounds}: planned again after a fresh read ({applied} applied)"
+    return first.model_copy(update={"tags": tags, "notes": [*first.notes, note]})
 
 
 def react_to_push(event: ImageActionEvent, now: datetime) -> dict[str, Any] | None:

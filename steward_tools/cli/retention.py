@@ -161,8 +161,13 @@ def sweep_group() -> None:
 @sweep_group.command("run")
 @click.option("--queue", envvar="STEWARD_SWEEP_QUEUE", help="Repository-job queue name or URL.")
 @click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Each job reports what it would repair (aliases, gate tags) and changes nothing.",
+)
 @local_option
-def sweep_run(queue: str | None, region: str | None, local: bool) -> None:
+def sweep_run(queue: str | None, region: str | None, dry_run: bool, local: bool) -> None:
     """Start a sweep now: one job per repository in scope onto the repository-job queue."""
     if local:
         use_local_backend()
@@ -174,5 +179,6 @@ def sweep_run(queue: str | None, region: str | None, local: bool) -> None:
         region=registry.region,
         now=datetime.now(UTC),
         queue=queue,
+        dry_run=dry_run,
     )
     click.echo(json.dumps(summary))

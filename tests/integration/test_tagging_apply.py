@@ -71,10 +71,10 @@ def test_ecr_calls_per_retagged_tag(repo: Registry) -> None:
 
     retagged = len(result.tags_with("applied"))
     assert retagged == 3
-    # The reads, then one batch-get for every manifest and one put per tag.
-    assert repo.calls == Counter(
-        describe_repositories=1, describe_images=1, batch_get_image=1, put_image=3
-    )
+    # One listing, one batch-get for every manifest, one put per tag, and the fresh listing
+    # that confirms the aliases (convergence). New tags need no describe-repositories: only a
+    # tag that moves depends on the repository's tag mutability.
+    assert repo.calls == Counter(describe_images=2, batch_get_image=1, put_image=3)
     assert writes(repo.calls) <= 2 * retagged
 
 

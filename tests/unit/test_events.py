@@ -96,3 +96,75 @@ def test_malformed_events_name_the_field(mutate, field: str) -> None:
 def test_non_object_payload_is_malformed() -> None:
     with pytest.raises(MalformedEvent, match="not a JSON object"):
         parse_event(["not", "an", "event"])
+
+
+def _set(path: str, value: object):
+    def mutate(event: dict) -> None:
+        *parents, last = path.split("/")
+        target = event
+        for part in parents:
+            target = target[part]
+        target[last] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("sample", "mutate", "field"),
+    [
+        # Used as a dict key before validation: a list or an object raised TypeError.
+        ("ecr_image_action_push_success.json", _set("source", ["aws.ecr"]), "source"),
+        ("ecr_image_action_push_success.json", _set("source", {"a": 1}), "source"),
+        ("ecr_image_action_push_success.json", _set("detail-type", ["x"]), "detail-type"),
+        ("ecr_image_action_push_success.json", _set("detail-type", 7), "detail-type"),
+        ("ecr_image_action_push_success.json", _set("account", "12345"), "account"),
+        ("ecr_image_action_push_success.json", _set("account", "12345678901a"), "account"),
+        ("ecr_image_action_push_success.json", _set("region", "mars-north-1"), "region"),
+        ("ecr_image_action_push_success.json", _set("region", ""), "region"),
+        ("ecr_image_action_push_success.json", _set("detail/image-tag", ""), "detail.image-tag"),
+        ("ecr_image_action_push_success.json", _set("detail/image-tag", "a b"), "detail.image-tag"),
+        (
+            "ecr_image_action_push_success.json",
+            _set("detail/image-digest", ""),
+            "detail.image-digest",
+        ),
+        (
+            "ecr_image_action_push_success.json",
+            _set("detail/image-digest", "sha256:zz"),
+            "detail.image-digest",
+        ),
+        (
+            "ecr_image_action_push_success.json",
+            _set("detail/repository-name", "Upper/Case"),
+            "detail.repository-name",
+        ),
+        (
+            "ecr_image_action_push_success.json",
+            _set("detail/repository-name", ""),
+            "detail.repository-name",
+        ),
+        (
+            "ecr_image_scan_basic_complete.json",
+            _set("detail/image-tags", ["ok", ""]),
+            "detail.image-tags[1]",
+        ),
+        (
+            "inspector2_scan_ecr_initial_scan_complete.json",
+            _set("detail/repository-name", "arn:aws:ecr:us-east-2:1:repository/"),
+            "detail.repository-name",
+        ),
+        ("ecr_image_action_push_success.json", _set("id", ""), "id"),
+    ],
+)
+def test_impossible_values_are_rejected_naming_the_field(sample: str, mutate, field: str) -> None:
+    raw = load(sample)
+    mutate(raw)
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reason.startswith(field + ":"), caught.value.reason
+
+
+def test_every_region_in_botocore_partition_data_is_accepted() -> None:
+    for region in ("us-east-1", "eu-west-1", "ap-southeast-2", "cn-northwest-1", "us-gov-west-1"):
+        raw = load("ecr_image_action_push_success.json") | {"region": region}
+        assert parse_event(raw).event.region == region
