@@ -4,7 +4,6 @@ a time, every repository's job taking effect once although invocations crash and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,39 +13,15 @@ import pytest
 import app
 from chalicelib.ecr.gateway import Registry
 from chalicelib.ecr.models import RepositoryInfo
-from chalicelib.kernel import aws as kernel_aws
 from chalicelib.sweep import jobs as sweep
 from chalicelib.sweep.ledger import ledger
 from steward_tools.local.jobs import sqs_event
 from steward_tools.local.runner import LocalLambdaContext
-from tests.aws_helpers import scheduled_event
+from tests.aws_helpers import CallCounter, scheduled_event
 
 PAGE = 100  # repositories a page job lists (1,000 on AWS): 20 pages for 2,000 repositories
 REPOSITORIES = 2000
 SCHEDULED = scheduled_event("start_sweep", "2026-11-27T04:00:00Z")
-
-
-class CallCounter:
-    """Every AWS call the service's clients make, by operation, since the last `take()`."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-
-    def __call__(self, model: Any, **kwargs: Any) -> None:
-        self.calls[model.name] += 1
-
-    def take(self) -> Counter[str]:
-        taken, self.calls = self.calls, Counter()
-        return taken
-
-
-@pytest.fixture
-def counted(aws: Any) -> Iterator[CallCounter]:
-    kernel_aws.reset()  # the clients built from here on report to the counter
-    counter = CallCounter()
-    kernel_aws.session().events.register("before-call", counter)
-    yield counter
-    kernel_aws.reset()
 
 
 @pytest.fixture
