@@ -194,6 +194,16 @@ class GateRecords:
             },
         )
 
+    def not_due(self, repository: str, digest: str) -> None:
+        """Out of the due index (no gate rule applies to it now); a later change to the gate
+        section puts it back, as a record decided under another version."""
+        self.calls += 1
+        self.client.update_item(
+            TableName=self.table,
+            Key={"repository": {"S": repository}, "digest": {"S": digest}},
+            UpdateExpression="REMOVE revisit_at, due_at, due_shard",
+        )
+
     def marker(self) -> tuple[str | None, str | None, dict[str, Any] | None]:
         """(the gate version every record was checked against, the version a pass toward which
         is under way, that pass's scan cursor)."""

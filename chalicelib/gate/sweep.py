@@ -49,6 +49,8 @@ def sweep(now: datetime) -> dict[str, Any]:
         # Read again: deciding a child earlier in this sweep may have decided its index.
         record = store.get(due.repository, due.digest) or due
         if rule is None or not record.account:
+            # Otherwise it would be examined on every run until the gate section changes.
+            store.not_due(record.repository, record.digest)
             outcome["skipped"] += 1
             continue
         gate = Gate(

@@ -91,7 +91,7 @@ def test_gate_change_redecides_but_puts_no_tag_and_moves_none_back(
     assert sweep(datetime.now(UTC))["examined"] == 0  # decided under this version now
 
 
-def test_the_sweep_queries_only_due_records_and_closes_vanished_ones(
+def test_the_sweep_queries_only_due_records_closes_vanished_ones_and_drops_ungated_ones(
     aws: Any, policy_file: Any, counted: CallCounter
 ) -> None:
     policy_file(GATE_POLICY)
@@ -112,15 +112,18 @@ def test_the_sweep_queries_only_due_records_and_closes_vanished_ones(
         verdict="pending", reasons=["no scan result yet"], revisit_at=now + timedelta(minutes=30)
     )
     store.put(vanished)
+    # Due too, in a repository no gate rule selects any more: skipped, and out of the index.
+    ungated = vanished.model_copy(update={"repository": "other/app"})
+    store.put(ungated)
     assert sweep(now)["examined"] == 0  # the first run checks each record's gate version
 
     counted.take()
     swept = sweep(now + timedelta(minutes=31))
 
-    assert (swept["examined"], swept["closed"]) == (1, 1)
+    assert (swept["examined"], swept["closed"], swept["skipped"]) == (2, 1, 1)
     calls = counted.take()
     assert calls["Scan"] == 0 and calls["Query"] == 1, calls
-    assert sweep(now + timedelta(minutes=40))["examined"] == 0  # closed: never due again
+    assert sweep(now + timedelta(minutes=40))["examined"] == 0  # neither is due again
     item = boto3.client("dynamodb").get_item(
         TableName="steward-gate-decisions",
         Key={"repository": {"S": "team/gone"}, "digest": {"S": vanished.digest}},

@@ -77,7 +77,10 @@ def test_deployed_function_without_its_resource_names_is_refused() -> None:
 
 def test_a_section_fingerprint_changes_only_with_that_section() -> None:
     gate = "gate:\n  rules:\n    - repositories: ['team/*']\n      max_counts: {CRITICAL: 0}\n"
-    retention = "retention:\n  rules:\n    - {kind: expire_untagged, repositories: ['*'], older_than_days: 7}\n"
+    retention = (
+        "retention:\n  rules:\n"
+        "    - {kind: expire_untagged, repositories: ['*'], older_than_days: 7}\n"
+    )
     base = parse_policy(gate)
     edited = parse_policy("# a comment\n" + gate + retention)
     stricter = parse_policy(gate.replace("CRITICAL: 0", "CRITICAL: 0, HIGH: 0"))
