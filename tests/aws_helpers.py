@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -51,3 +52,17 @@ def wait_for(predicate, timeout: float = 30.0):
             return value
         time.sleep(0.2)
     raise AssertionError("timed out")
+
+
+class CallCounter:
+    """Every AWS call the service's clients make, by operation, since the last `take()`."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, model: Any, **kwargs: Any) -> None:
+        self.calls[model.name] += 1
+
+    def take(self) -> Counter[str]:
+        taken, self.calls = self.calls, Counter()
+        return taken

@@ -14,8 +14,10 @@ import boto3
 import pytest
 
 from chalicelib.ecr.gateway import Registry
+from chalicelib.kernel import aws as kernel_aws
 from chalicelib.kernel.settings import get_settings
 from steward_tools.local.server import EmbeddedAWS, bootstrap
+from tests.aws_helpers import CallCounter
 
 # Set before anything builds a boto3 client: nothing in the suite may reach real AWS.
 os.environ.update(
@@ -102,3 +104,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, tier))
         if tier == "unit" and "embedded_aws" in getattr(item, "fixturenames", ()):
             raise pytest.UsageError(f"{item.nodeid}: a unit test uses the embedded backend")
+
+
+@pytest.fixture
+def counted(aws: object) -> Iterator[CallCounter]:
+    """Count the calls of every client `chalicelib.kernel.aws` builds during the test."""
+    kernel_aws.reset()  # the clients built from here on report to the counter
+    counter = CallCounter()
+    kernel_aws.session().events.register("before-call", counter)
+    yield counter
+    kernel_aws.reset()

@@ -56,15 +56,22 @@ class RepositoryCalls(GatewayCore):
     def iter_repositories(self) -> Iterator[RepositoryInfo]:
         token: str | None = None
         while True:
-            page = self._call(
-                "describe_repositories",
-                maxResults=PAGE_SIZE,
-                **({"nextToken": token} if token else {}),
-            )
-            yield from (self._repository(r) for r in page.get("repositories", []))
-            token = page.get("nextToken")
+            repositories, token = self.repositories_page(token)
+            yield from repositories
             if not token:
                 return
+
+    def repositories_page(
+        self, token: str | None = None, page_size: int = PAGE_SIZE
+    ) -> tuple[list[RepositoryInfo], str | None]:
+        """One page of describe-repositories and the token of the next (None: the last page).
+        The sweep walks the registry a page per invocation with it."""
+        page = self._call(
+            "describe_repositories",
+            maxResults=page_size,
+            **({"nextToken": token} if token else {}),
+        )
+        return [self._repository(r) for r in page.get("repositories", [])], page.get("nextToken")
 
     def create_repository(
         self,

@@ -58,8 +58,17 @@ class Gate:
             record.pending_since = self.now
         return record
 
-    def evaluate(self, record: GateRecord, rule: GateRule, *, cascade: bool = True) -> GateRecord:
-        """Decide the digest now, apply the decision's tags, record and announce it."""
+    def evaluate(
+        self,
+        record: GateRecord,
+        rule: GateRule,
+        *,
+        cascade: bool = True,
+        retag_unchanged: bool = True,
+    ) -> GateRecord:
+        """Decide the digest now, apply the decision's tags, record and announce it. With
+        `retag_unchanged=False` (the sweep's re-decisions) a verdict equal to the applied one
+        leaves the tags alone."""
         previous = (record.status, record.decision.reasons if record.decision else None)
         was_applied = record.applied
         image = self.registry.describe_image(record.repository, digest=record.digest)
@@ -109,7 +118,10 @@ class Gate:
             record.decided_at = self.now
             # Untagged manifests (index children, pushes by digest) cannot be pulled by name:
             # their verdict is recorded and feeds their indexes, and their tags wait for a tag.
-            if image.tags:
+            unchanged = previous[0] == decision.verdict and was_applied
+            if unchanged and not retag_unchanged:
+                pass  # the tags are where this verdict put them: nothing to put or remove
+            elif image.tags:
                 record.tags = self._apply(record, rule, image.tags)
                 # Applied only when every write of it landed: a put or a removal that failed
                 # for good leaves the decision due, so the sweep tries it again.

@@ -32,7 +32,7 @@ def _context(event: ImageActionEvent | ScanEvent, now: datetime) -> tuple[Gate, 
         registries.registry(event.account, event.region),
         records(),
         gate_policy,
-        policy_version=loaded.fingerprint,
+        policy_version=loaded.section_fingerprint("gate"),
         now=now,
         dry_run=dry_run(loaded.policy),
     )

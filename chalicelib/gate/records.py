@@ -2,16 +2,21 @@
 
 Data access only: no decision is made here (that is `chalicelib.gate.decide`). One item per
 (repository, digest). The full record is kept as one JSON document (`body`), so nested reasons,
-counts and findings need no DynamoDB type mapping; the attributes the sweep filters on (`status`,
+counts and findings need no DynamoDB type mapping; the attributes the sweep reads (`status`,
 `revisit_at`, `policy_version`) and the set of index digests listing an image (`parents`, grown
 with an atomic ADD so an index and its children can be recorded in any order) sit beside it.
+
+The sweep reads only what is due: a record that must be looked at again at some moment carries
+`due_shard` and `due_at`, the keys of the sparse index `DUE_INDEX`, which the sweep queries by
+time; a decided record with nothing to wait for is not in the index at all. A record whose image
+is gone is closed: out of the index, and deleted by the table's TTL (`expires_at`) later.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -33,6 +38,14 @@ Verdict = Literal["pass", "fail", "pending"]
 
 # EventBridge refuses entries over 256 KB; the record stays complete in DynamoDB.
 MAX_EVENT_FINDINGS = 50
+# The sparse due-time index: hash key `due_shard` (one value: a due record is rare and the
+# sweep wants them all, in time order), range key `due_at` (ISO 8601 UTC, sorts as time).
+DUE_INDEX = "due"
+DUE_SHARD = "due"
+# How long a closed record (its image deleted) stays readable before TTL deletes it.
+CLOSED_RETENTION = timedelta(days=30)
+# The item recording which gate-section fingerprint every record has been checked against.
+MARKER_KEY = {"repository": {"S": "#gate"}, "digest": {"S": "#policy-version"}}
 
 
 class ScanResult(BaseModel):
@@ -128,12 +141,13 @@ class GateRecords:
             ":v": {"S": record.policy_version or ""},
         }
         expression = "SET #b = :b, #s = :s, policy_version = :v"
-        revisit = record.decision.revisit_at if record.decision else None
-        if revisit is not None:
-            values[":r"] = {"S": _iso(revisit)}
-            expression += ", revisit_at = :r"
+        due = due_at(record)
+        if due is not None:
+            values[":r"] = {"S": _iso(due)}
+            values[":shard"] = {"S": DUE_SHARD}
+            expression += ", revisit_at = :r, due_at = :r, due_shard = :shard"
         else:
-            expression += " REMOVE revisit_at"
+            expression += " REMOVE revisit_at, due_at, due_shard"
         with aws_errors("dynamodb", "update_item"):
             self.client.update_item(
                 TableName=self.table,
@@ -153,29 +167,6 @@ class GateRecords:
                 ExpressionAttributeValues={":p": {"SS": [parent]}},
             )
 
-    def due(self, now: datetime, policy_version: str) -> Iterator[GateRecord]:
-        """Records the sweep must look at: pending, due for a revisit, or decided under another
-        policy version (an allowlist change may lift or impose a quarantine)."""
-        paginator = self.client.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=self.table,
-            FilterExpression=(
-                "attribute_exists(body) AND (#s = :pending OR revisit_at <= :now "
-                "OR policy_version <> :version)"
-            ),
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":pending": {"S": "pending"},
-                ":now": {"S": _iso(now)},
-                ":version": {"S": policy_version},
-            },
-        )
-        with aws_errors("dynamodb", "scan"):
-            for page in pages:
-                self.calls += 1
-                for item in page.get("Items", []):
-                    yield _record(item)
-
     def for_repository(self, repository: str) -> Iterator[GateRecord]:
         """Every decided record of one repository (one paged query), for the reconciler."""
         paginator = self.client.get_paginator("query")
@@ -192,6 +183,129 @@ class GateRecords:
                 self.calls += 1
                 for item in page.get("Items", []):
                     yield _record(item)
+
+    def due(self, now: datetime) -> Iterator[GateRecord]:
+        """Records due by `now` (pending past a timeout, a revisit, a policy change marked by
+        `mark_other_versions_due`), earliest first, from the due index: the sweep reads only
+        these, whatever the table's size."""
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="due_shard = :shard AND due_at <= :now",
+            ExpressionAttributeValues={":shard": {"S": DUE_SHARD}, ":now": {"S": _iso(now)}},
+        )
+        with aws_errors("dynamodb", "query"):
+            for page in pages:
+                self.calls += 1
+                for item in page.get("Items", []):
+                    if "body" in item:
+                        yield _record(item)
+
+    def close(self, repository: str, digest: str, now: datetime) -> None:
+        """The image is gone: out of the due index; TTL deletes the record after a while."""
+        self.calls += 1
+        with aws_errors("dynamodb", "update_item"):
+            self.client.update_item(
+                TableName=self.table,
+                Key={"repository": {"S": repository}, "digest": {"S": digest}},
+                UpdateExpression=(
+                    "SET closed_at = :now, expires_at = :expires "
+                    "REMOVE revisit_at, due_at, due_shard"
+                ),
+                ExpressionAttributeValues={
+                    ":now": {"S": _iso(now)},
+                    ":expires": {"N": str(int((now + CLOSED_RETENTION).timestamp()))},
+                },
+            )
+
+    def not_due(self, repository: str, digest: str) -> None:
+        """Out of the due index (no gate rule applies to it now); a later change to the gate
+        section puts it back, as a record decided under another version."""
+        self.calls += 1
+        with aws_errors("dynamodb", "update_item"):
+            self.client.update_item(
+                TableName=self.table,
+                Key={"repository": {"S": repository}, "digest": {"S": digest}},
+                UpdateExpression="REMOVE revisit_at, due_at, due_shard",
+            )
+
+    def marker(self) -> tuple[str | None, str | None, dict[str, Any] | None]:
+        """(the gate version every record was checked against, the version a pass toward which
+        is under way, that pass's scan cursor)."""
+        self.calls += 1
+        with aws_errors("dynamodb", "get_item"):
+            item = self.client.get_item(TableName=self.table, Key=MARKER_KEY, ConsistentRead=True)
+        found = item.get("Item") or {}
+        cursor = json.loads(found["cursor"]["S"]) if "cursor" in found else None
+        return (
+            found.get("version", {}).get("S"),
+            found.get("target", {}).get("S"),
+            cursor,
+        )
+
+    def mark_other_versions_due(
+        self, version: str, now: datetime, cursor: dict[str, Any] | None, *, pages: int
+    ) -> dict[str, Any] | None:
+        """After a change to the gate section: put every open record decided under another
+        version into the due index, at most `pages` scan pages per call (the pass resumes from
+        the returned cursor; None: done). Runs only when the gate section changes."""
+        values = {":v": {"S": version}}
+        for _ in range(pages):
+            self.calls += 1
+            with aws_errors("dynamodb", "scan"):
+                page = self.client.scan(
+                    TableName=self.table,
+                    FilterExpression=(
+                        "attribute_exists(body) AND policy_version <> :v "
+                        "AND attribute_not_exists(closed_at)"
+                    ),
+                    ExpressionAttributeValues=values,
+                    ProjectionExpression="repository, digest",
+                    **({"ExclusiveStartKey": cursor} if cursor else {}),
+                )
+            for item in page.get("Items", []):
+                self.calls += 1
+                with aws_errors("dynamodb", "update_item"):
+                    self.client.update_item(
+                        TableName=self.table,
+                        Key={"repository": item["repository"], "digest": item["digest"]},
+                        UpdateExpression="SET due_at = :now, due_shard = :shard",
+                        ConditionExpression="attribute_exists(body)",
+                        ExpressionAttributeValues={
+                            ":now": {"S": _iso(now)},
+                            ":shard": {"S": DUE_SHARD},
+                        },
+                    )
+            cursor = page.get("LastEvaluatedKey")
+            if cursor is None:
+                break
+        self.calls += 1
+        # The version is recorded only once the pass is complete; until then, the cursor.
+        if cursor is None:
+            update, values = "SET target = :v, version = :v REMOVE #c", {":v": {"S": version}}
+        else:
+            update = "SET target = :v, #c = :c REMOVE version"
+            values = {":v": {"S": version}, ":c": {"S": json.dumps(cursor)}}
+        with aws_errors("dynamodb", "update_item"):
+            self.client.update_item(
+                TableName=self.table,
+                Key=MARKER_KEY,
+                UpdateExpression=update,
+                ExpressionAttributeNames={"#c": "cursor"},
+                ExpressionAttributeValues=values,
+            )
+        return cursor
+
+
+def due_at(record: GateRecord) -> datetime | None:
+    """When the sweep must look at the record again: a pending record or a decision that may
+    change without a new scan (a timeout, an allowlist entry expiring); None: only an event
+    changes it."""
+    revisit = record.decision.revisit_at if record.decision else None
+    if revisit is None and record.status == "pending":
+        return record.pending_since
+    return revisit
 
 
 def _iso(moment: datetime) -> str:
@@ -215,7 +329,7 @@ def gate_records(table: str) -> GateRecords:
     return GateRecords(table)
 
 
-# The store holds a DynamoDB client: it is rebuilt with every other client.
+# Its client comes from `chalicelib.kernel.aws`: forgotten with it.
 on_reset(gate_records.cache_clear)
 
 

@@ -22,6 +22,7 @@ DEFAULT_IDEMPOTENCY_TABLE = "steward-idempotency"
 DEFAULT_EVENTS_DLQ = "steward-ecr-events-dlq"
 DEFAULT_SWEEP_QUEUE = "steward-repository-jobs"
 DEFAULT_SWEEP_DLQ = "steward-repository-jobs-dlq"
+DEFAULT_SWEEP_TABLE = "steward-sweeps"
 DEFAULT_RETENTION_TABLE = "steward-retention-marks"
 DEFAULT_GATE_TABLE = "steward-gate-decisions"
 DEFAULT_REPLICATION_QUEUE = "steward-replication-jobs"
@@ -33,6 +34,7 @@ RESOURCE_VARIABLES = {
     "STEWARD_IDEMPOTENCY_TABLE": DEFAULT_IDEMPOTENCY_TABLE,
     "STEWARD_EVENTS_DLQ": DEFAULT_EVENTS_DLQ,
     "STEWARD_SWEEP_QUEUE": DEFAULT_SWEEP_QUEUE,
+    "STEWARD_SWEEP_TABLE": DEFAULT_SWEEP_TABLE,
     "STEWARD_RETENTION_TABLE": DEFAULT_RETENTION_TABLE,
     "STEWARD_GATE_TABLE": DEFAULT_GATE_TABLE,
     "STEWARD_REPLICATION_QUEUE": DEFAULT_REPLICATION_QUEUE,
@@ -63,6 +65,8 @@ class Settings(BaseModel):
     idempotency_in_progress_seconds: int = 45
     dead_letter_queue: str
     sweep_queue: str
+    # The sweep's lease and its claims on pages and repositories (`chalicelib.sweep.ledger`).
+    sweep_table: str
     retention_table: str
     gate_table: str
     replication_queue: str
@@ -103,6 +107,7 @@ class Settings(BaseModel):
             idempotency_in_progress_seconds=int(in_progress),
             dead_letter_queue=names["STEWARD_EVENTS_DLQ"],
             sweep_queue=names["STEWARD_SWEEP_QUEUE"],
+            sweep_table=names["STEWARD_SWEEP_TABLE"],
             retention_table=names["STEWARD_RETENTION_TABLE"],
             gate_table=names["STEWARD_GATE_TABLE"],
             replication_queue=names["STEWARD_REPLICATION_QUEUE"],

@@ -76,11 +76,21 @@ class PolicyError(ValueError):
 
 
 class LoadedPolicy(BaseModel):
-    """A validated policy and the fingerprint of the text it came from (recorded in decisions)."""
+    """A validated policy and the fingerprint of the text it came from."""
 
     policy: Policy
     source: str
     fingerprint: str
+
+    def section_fingerprint(self, section: str) -> str:
+        """The fingerprint of one section's validated content (what its decisions depend on):
+        editing another section, a comment or the layout leaves it unchanged. The gate records
+        it in each decision and re-decides only when it changes."""
+        content = self.policy.model_dump(mode="json", include={section})
+        if section not in content:
+            raise KeyError(f"the policy has no section {section!r}")
+        text = json.dumps(content[section], sort_keys=True, separators=(",", ":"))
+        return f"{section}:sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def parse_policy(text: str, source: str = "<policy>") -> LoadedPolicy:

@@ -1,9 +1,17 @@
 """The scheduled sweep: reconcile, per repository, what events missed.
 
-A schedule calls `start_sweep`, which lists the repositories in scope and sends one SQS job per
-repository. `on_repository_job` (SQS, partial-batch failure) runs, for its repository, every task
-in `REPOSITORY_TASKS`; a repository whose task fails is retried alone (and, after the queue's
+The sweep walks the registry through its own queue, so no invocation's work grows with the
+registry. `start_sweep` (the schedule) takes the sweep's lease (`chalicelib.sweep.ledger`: one
+sweep at a time) and queues the first page job. A page job lists one page of repositories (at most
+`PAGE_SIZE`, describe-repositories' maximum), queues a job per repository in scope and then the
+next page job. `on_repository_job` (SQS, partial-batch failure) runs, for its repository, every
+task in `REPOSITORY_TASKS`; a repository whose task fails is retried alone (and, after the queue's
 maxReceiveCount, goes to the jobs' dead-letter queue), never blocking the rest of the batch.
+
+Delivery is at least once and a crashed invocation is retried, so every job takes effect once:
+a page job runs only if it claims its page on the lease (a copy sent twice by a retried
+predecessor is dropped), a repository job only if it claims its repository for its sweep, and a
+job of a sweep older than the one holding the lease is stale and dropped.
 """
 
 from __future__ import annotations
@@ -13,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, TypeAdapter
 
 from chalicelib.ecr import registries
 from chalicelib.ecr.errors import RepositoryNotFound
@@ -31,6 +39,7 @@ from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import Policy, current_policy
 from chalicelib.retention.task import retain_repository
 from chalicelib.retention.task import sweep_scope as retention_scope
+from chalicelib.sweep.ledger import Lease, ledger
 from chalicelib.sweep.reconcile import reconcile_repository, reconcile_scope
 
 Task = Callable[[Registry, RepositoryInfo, datetime], dict[str, Any]]
@@ -62,9 +71,14 @@ REPOSITORY_TASKS: tuple[SweepTask, ...] = (
 )
 
 
+# describe-repositories' maximum page: the most any page job lists, queues and sends.
+PAGE_SIZE = 1000
+
+
 class RepositoryJob(BaseModel):
     """One SQS message: a repository to sweep (carried whole, so the worker need not look it up)."""
 
+    kind: Literal["repository"] = "repository"
     sweep_id: str
     account: str
     region: str
@@ -74,8 +88,27 @@ class RepositoryJob(BaseModel):
     dry_run: bool = False
 
 
+class PageJob(BaseModel):
+    """One SQS message: list page `page` of the registry (from `token`) and queue its jobs."""
+
+    kind: Literal["page"]
+    sweep_id: str
+    account: str
+    region: str
+    started_at: datetime
+    page: int
+    token: str | None = None
+    dry_run: bool = False
+
+
 class RepositoryJobFailed(RuntimeError):
     pass
+
+
+# Messages written before page jobs existed carry no `kind`: they are repository jobs.
+JOB: TypeAdapter[PageJob | RepositoryJob] = TypeAdapter(
+    Annotated[PageJob | RepositoryJob, Field(union_mode="left_to_right")]
+)
 
 
 def in_scope(policy: Policy, repository: str) -> bool:
@@ -83,7 +116,6 @@ def in_scope(policy: Policy, repository: str) -> bool:
 
 
 def start_sweep(
-    registry: Registry,
     *,
     account: str,
     region: str,
@@ -92,30 +124,33 @@ def start_sweep(
     sweep_id: str | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """List the repositories in scope and send one job for each. Returns a summary."""
+    """Take the lease and queue the first page job; refused while another sweep holds the lease.
+    Returns a summary."""
 
-    policy = current_policy().policy
     sweep_id = sweep_id or str(uuid.uuid4())
-    seen = 0
-    jobs = []
-    for repository in registry.iter_repositories():
-        seen += 1
-        if in_scope(policy, repository.name):
-            job = RepositoryJob(
-                sweep_id=sweep_id,
-                account=account,
-                region=region,
-                repository=repository,
-                started_at=now,
-                dry_run=dry_run,
-            )
-            jobs.append(job.model_dump_json())
-    calls = send_jobs(queue or get_settings().sweep_queue, jobs) if jobs else 0
-    count("SweepRepositoriesQueued", len(jobs))
+    acquired, lease = ledger().acquire(account, region, sweep_id, now)
+    if not acquired or lease is None:
+        count("SweepsRefused")
+        summary: dict[str, Any] = {"sweep_id": sweep_id, "started": False}
+        if lease is not None:
+            summary["running"] = lease.sweep_id
+            summary["lease_expires_at"] = lease.expires_at.isoformat()
+        logger().warning("sweep refused: another sweep holds the lease", extra={"sweep": summary})
+        return summary
+    first = PageJob(
+        kind="page",
+        sweep_id=sweep_id,
+        account=account,
+        region=region,
+        started_at=lease.started_at,
+        page=0,
+        dry_run=dry_run,
+    )
+    # A second delivery of the schedule's event queues page 0 again; its claim drops the copy.
+    calls = send_jobs(queue or get_settings().sweep_queue, [first.model_dump_json()])
     summary = {
         "sweep_id": sweep_id,
-        "repositories": seen,
-        "queued": len(jobs),
+        "started": True,
         "sqs_calls": calls,
         **({"dry_run": True} if dry_run else {}),
     }
@@ -129,19 +164,76 @@ def handle_schedule(event: dict[str, Any]) -> dict[str, Any]:
 
     account = str(event.get("account") or "")
     region = str(event.get("region") or get_settings().region)
-    registry = registries.registry(account, region)
     return start_sweep(
-        registry,
-        account=account,
-        region=region,
-        now=datetime.now(UTC),
-        sweep_id=event.get("id"),
+        account=account, region=region, now=datetime.now(UTC), sweep_id=event.get("id")
     )
 
 
-def run_repository_job(job: RepositoryJob, now: datetime) -> dict[str, Any]:
-    """Run every task for one repository; raise if any failed (the others still ran)."""
+def run_page_job(
+    job: PageJob, message_id: str, now: datetime, queue: str | None = None
+) -> dict[str, Any]:
+    """List one page of repositories; queue a job for each in scope, then the next page job."""
 
+    if not ledger().claim_page(job.account, job.region, job.sweep_id, job.page, message_id):
+        count("SweepPagesDropped")
+        return {"dropped": "page already claimed, or its sweep is no longer current"}
+    registry = registries.registry(job.account, job.region)
+    repositories, token = registry.repositories_page(job.token, PAGE_SIZE)
+    policy = current_policy().policy
+    bodies = [
+        RepositoryJob(
+            sweep_id=job.sweep_id,
+            account=job.account,
+            region=job.region,
+            repository=repository,
+            started_at=job.started_at,
+            dry_run=job.dry_run,
+        ).model_dump_json()
+        for repository in repositories
+        if in_scope(policy, repository.name)
+    ]
+    queued = len(bodies)
+    if token:
+        # Last, after every repository job of this page is sent: once the next page is claimed,
+        # a retry of this page is dropped, so nothing it should have sent may be left unsent.
+        following = job.model_copy(update={"page": job.page + 1, "token": token})
+        bodies.append(following.model_dump_json())
+    calls = send_jobs(queue or get_settings().sweep_queue, bodies) if bodies else 0
+    if not token:
+        ledger().mark_listed(job.account, job.region, job.sweep_id)
+    count("SweepRepositoriesQueued", queued)
+    summary = {
+        "page": job.page,
+        "repositories": len(repositories),
+        "queued": queued,
+        "last": token is None,
+        "sqs_calls": calls,
+    }
+    logger().info("sweep page listed", extra={"sweep_id": job.sweep_id, "page": summary})
+    return summary
+
+
+def stale(job: RepositoryJob, lease: Lease | None) -> bool:
+    """A job of a sweep older than the one holding the lease: that sweep queues its own."""
+    if lease is None or lease.sweep_id == job.sweep_id:
+        return False
+    return lease.started_at > job.started_at
+
+
+def run_repository_job(
+    job: RepositoryJob, now: datetime, message_id: str | None = None, lease: Lease | None = None
+) -> dict[str, Any]:
+    """Run every task for one repository; raise if any failed (the others still ran). Dropped
+    when stale or when another message already claimed this repository for this sweep."""
+
+    if stale(job, lease):
+        count("SweepJobsStale")
+        return {"dropped": f"stale: sweep {lease.sweep_id if lease else ''} is current"}
+    if message_id is not None and not ledger().claim_repository(
+        job.sweep_id, job.repository.name, message_id, now
+    ):
+        count("SweepJobsDuplicate")
+        return {"dropped": "duplicate: this repository's job already ran in this sweep"}
     registry = registries.registry(job.account, job.region)
     outcomes: dict[str, Any] = {}
     errors: list[str] = []
@@ -169,8 +261,16 @@ def run_repository_job(job: RepositoryJob, now: datetime) -> dict[str, Any]:
 def handle_repository_jobs(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The body of `on_repository_job`: one SQS batch, partial failure reported per message."""
 
+    leases: dict[tuple[str, str], Lease | None] = {}  # read once per batch, not per record
+
     def run(record: SQSRecord) -> dict[str, Any]:
-        job = RepositoryJob.model_validate_json(record.body)
-        return run_repository_job(job, datetime.now(UTC))
+        now = datetime.now(UTC)
+        job = JOB.validate_json(record.body)
+        if isinstance(job, PageJob):
+            return run_page_job(job, record.message_id, now)
+        key = (job.account, job.region)
+        if key not in leases:
+            leases[key] = ledger().lease(*key)
+        return run_repository_job(job, now, record.message_id, leases[key])
 
     return process_jobs(event, context, run, "SweepJobsFailed")

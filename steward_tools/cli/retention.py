@@ -168,13 +168,13 @@ def sweep_group() -> None:
 )
 @local_option
 def sweep_run(queue: str | None, region: str | None, dry_run: bool, local: bool) -> None:
-    """Start a sweep now: one job per repository in scope onto the repository-job queue."""
+    """Start a sweep now: its first page job onto the repository-job queue (refused while another
+    sweep holds the lease)."""
     if local:
         use_local_backend()
 
     registry = Registry(region=region)
     summary = start_sweep(
-        registry,
         account=ACCOUNT if local else "",
         region=registry.region,
         now=datetime.now(UTC),

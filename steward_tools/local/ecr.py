@@ -929,6 +929,23 @@ def _list_images(self: ECRResponse) -> ActionResult:
     return ActionResult({"imageIds": page, "nextToken": token})
 
 
+def _describe_repositories(self: ECRResponse) -> ActionResult:
+    """Pages as ECR's do (moto returned every repository and ignored maxResults): the sweep walks
+    the registry a page per invocation."""
+    names = self._get_param("repositoryNames")
+    if names and (self._get_param("nextToken") or self._get_param("maxResults")):
+        raise InvalidParameterException(
+            "Cannot specify repositoryNames together with nextToken or maxResults"
+        )
+    repositories = self.ecr_backend.describe_repositories(
+        repository_names=names, registry_id=self._get_param("registryId")
+    )
+    page, token = paginate(
+        list(repositories), self._get_param("maxResults"), self._get_param("nextToken")
+    )
+    return ActionResult({"repositories": page, "failures": [], "nextToken": token})
+
+
 def _get_download_url_for_layer(self: ECRResponse) -> ActionResult:
     host = self.headers.get("Host") if self.headers else None
     return ActionResult(
@@ -946,6 +963,7 @@ _RESPONSE_HANDLERS = {
     "batch_get_image": _batch_get_image,
     "describe_images": _describe_images,
     "list_images": _list_images,
+    "describe_repositories": _describe_repositories,
     "get_download_url_for_layer": _get_download_url_for_layer,
     **GOVERNANCE_HANDLERS,  # repository settings (steward_tools/local/governance.py)
     **scanning.RESPONSE_HANDLERS,  # image scanning (steward_tools/local/scanning.py)

@@ -31,6 +31,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from chalicelib.gate.records import DUE_INDEX
 from chalicelib.kernel.settings import (
     DEFAULT_EVENTS_DLQ,
     DEFAULT_GATE_TABLE,
@@ -474,7 +475,15 @@ def bootstrap(
     ensure_table(dynamodb, idempotency_table, ttl_attribute="expiration")
     # Scan gate decisions (`chalicelib.gate.records`): one item per (repository, digest).
 
-    ensure_table(dynamodb, DEFAULT_GATE_TABLE, hash_key="repository", range_key="digest")
+    # The sweep queries the sparse due index by time; closed records expire by TTL.
+    ensure_table(
+        dynamodb,
+        DEFAULT_GATE_TABLE,
+        hash_key="repository",
+        range_key="digest",
+        ttl_attribute="expires_at",
+        indexes={DUE_INDEX: ("due_shard", "due_at")},
+    )
     # Replication (steward_tools/local/jobs.py): the copy-job queue and the copies table.
 
     replication_queue_url = bootstrap_replication(sqs, dynamodb)

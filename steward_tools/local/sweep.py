@@ -9,6 +9,7 @@ from chalicelib.kernel.settings import (
     DEFAULT_RETENTION_TABLE,
     DEFAULT_SWEEP_DLQ,
     DEFAULT_SWEEP_QUEUE,
+    DEFAULT_SWEEP_TABLE,
 )
 
 from .jobs import bootstrap_job_queue
@@ -21,7 +22,8 @@ MAX_RECEIVE_COUNT = 3
 
 
 def bootstrap_sweep(sqs: Any, dynamodb: Any) -> str:
-    """Create the repository-job queue, its DLQ and the retention table; returns the queue URL."""
+    """Create the repository-job queue, its DLQ, the retention table and the sweep ledger; returns
+    the queue URL."""
 
     url = bootstrap_job_queue(
         sqs,
@@ -32,4 +34,6 @@ def bootstrap_sweep(sqs: Any, dynamodb: Any) -> str:
     )
     # One item per (repository, digest): `chalicelib.retention.marks`.
     ensure_table(dynamodb, DEFAULT_RETENTION_TABLE, hash_key="repository", range_key="digest")
+    # The sweep's lease and claims (`chalicelib.sweep.ledger`), purged by TTL.
+    ensure_table(dynamodb, DEFAULT_SWEEP_TABLE, ttl_attribute="purge_at")
     return url

@@ -143,7 +143,7 @@ def test_clean_image_is_promoted_and_recorded(aws, registry, policy_file, gate_e
     record = status("team/app", image.digest)
     assert record is not None and record["status"] == "pass"
     assert record["scan"]["source"] == "basic"
-    assert record["policy_version"].startswith("sha256:")
+    assert record["policy_version"].startswith("gate:sha256:")
     [announced] = gate_events()
     assert announced["source"] == "steward.gate"
     assert announced["detail-type"] == "Steward Gate Decision"

@@ -138,10 +138,16 @@ def test_sweep_never_moves_an_alias_onto_a_quarantined_image(releases, registry)
 
 
 def test_a_dry_run_sweep_sends_dry_run_jobs(releases) -> None:
-    registry = registries.registry(ACCOUNT, REGION)
-    summary = sweep.start_sweep(registry, account=ACCOUNT, region=REGION, now=NOW, dry_run=True)
-    assert summary["dry_run"] is True and summary["queued"] == 1
+    summary = sweep.start_sweep(account=ACCOUNT, region=REGION, now=NOW, dry_run=True)
+    assert summary["dry_run"] is True and summary["started"] is True
     url = queue_url(get_settings().sweep_queue)
-    [message] = boto3.client("sqs").receive_message(QueueUrl=url).get("Messages", [])
+    sqs = boto3.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
+    page = sweep.PageJob.model_validate_json(message["Body"])
+    assert page.dry_run
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    listed = sweep.run_page_job(page, message["MessageId"], NOW)
+    assert listed["queued"] == 1
+    [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
     job = sweep.RepositoryJob.model_validate_json(message["Body"])
     assert job.dry_run and job.repository.name == "team/app"

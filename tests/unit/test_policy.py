@@ -73,3 +73,19 @@ def test_deployed_function_without_its_resource_names_is_refused() -> None:
     assert settings.deployed and settings.gate_table == named["STEWARD_GATE_TABLE"]
     local = Settings.from_env({})
     assert not local.deployed and local.gate_table == RESOURCE_VARIABLES["STEWARD_GATE_TABLE"]
+
+
+def test_a_section_fingerprint_changes_only_with_that_section() -> None:
+    gate = "gate:\n  rules:\n    - repositories: ['team/*']\n      max_counts: {CRITICAL: 0}\n"
+    retention = (
+        "retention:\n  rules:\n"
+        "    - {kind: expire_untagged, repositories: ['*'], older_than_days: 7}\n"
+    )
+    base = parse_policy(gate)
+    edited = parse_policy("# a comment\n" + gate + retention)
+    stricter = parse_policy(gate.replace("CRITICAL: 0", "CRITICAL: 0, HIGH: 0"))
+
+    assert edited.fingerprint != base.fingerprint  # the file changed
+    assert edited.section_fingerprint("gate") == base.section_fingerprint("gate")
+    assert edited.section_fingerprint("retention") != base.section_fingerprint("retention")
+    assert stricter.section_fingerprint("gate") != base.section_fingerprint("gate")
