@@ -1,8 +1,7 @@
-"""`steward retention plan|diff` and `steward sweep run`: what the sweep would prune; run it."""
+"""`steward retention plan|diff`: what the sweep would prune, and what a policy change would."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,7 @@ from chalicelib.policy import PolicyError, current_policy, load_policy
 from chalicelib.retention.diff import diff_plans
 from chalicelib.retention.marks import MarkStore
 from chalicelib.retention.task import plan_for_repository, read_repository
-from chalicelib.sweep.jobs import start_sweep
 from steward_tools.cli.common import local_option, use_local_backend
-from steward_tools.local.runner import ACCOUNT
 
 
 @click.group()
@@ -151,28 +148,3 @@ def retention_diff(
         )
     more = sum(1 for c in changes if c.after.action == "delete")
     click.echo(f"{repository}: {more} more deleted, {len(changes) - more} more kept")
-
-
-@click.group("sweep")
-def sweep_group() -> None:
-    """The scheduled sweep (retention and other per-repository tasks)."""
-
-
-@sweep_group.command("run")
-@click.option("--queue", envvar="STEWARD_SWEEP_QUEUE", help="Repository-job queue name or URL.")
-@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
-@local_option
-def sweep_run(queue: str | None, region: str | None, local: bool) -> None:
-    """Start a sweep now: one job per repository in scope onto the repository-job queue."""
-    if local:
-        use_local_backend()
-
-    registry = Registry(region=region)
-    summary = start_sweep(
-        registry,
-        account=ACCOUNT if local else "",
-        region=registry.region,
-        now=datetime.now(UTC),
-        queue=queue,
-    )
-    click.echo(json.dumps(summary))

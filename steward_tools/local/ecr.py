@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -134,6 +134,9 @@ class _Runtime:
         self.signer = BlobUrlSigner(secrets.token_bytes(32))
         self.base_url: str | None = None
         self.scratch: tempfile.TemporaryDirectory[str] | None = None
+        # Called with an event's region before it is put on that region's bus (the server's
+        # per-region set-up: a push through /v2 carries no signed region to notice it by).
+        self.on_region: Callable[[str], None] | None = None
 
 
 _runtime = _Runtime()
@@ -144,9 +147,12 @@ def configure(
     blobs: BlobStore | None = None,
     base_url: str | None = None,
     signing_key: bytes | None = None,
+    on_region: Callable[[str], None] | None = None,
 ) -> None:
     """Point the backend at a blob store and at the URL its download links should use."""
     with _runtime.lock:
+        if on_region is not None:
+            _runtime.on_region = on_region
         if blobs is not None:
             _runtime.blobs = blobs
         if base_url is not None:
@@ -160,6 +166,7 @@ def unconfigure() -> None:
     with _runtime.lock:
         _runtime.blobs = None
         _runtime.base_url = None
+        _runtime.on_region = None
 
 
 def blob_store() -> BlobStore:
@@ -207,6 +214,8 @@ def emit_event(
         "Time": int(time.time()),
     }
     try:
+        if _runtime.on_region is not None:
+            _runtime.on_region(region)
         result = events_backends[account][region].put_events([entry])
     except Exception:
         logger.exception("could not emit %s event %s", source, detail_type)
