@@ -62,6 +62,50 @@ _NOT_FOUND = "Requested image not found"
 _INVALID_MANIFEST = (
     "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'"
 )
+# ECR's check of a tag (put-image and every imageId): its message quotes this pattern.
+_TAG_PATTERN = "[a-zA-Z0-9-_.]+"
+_TAG_RE = re.compile(r"[a-zA-Z0-9\-_.]{1,300}")
+# What put-image takes: Docker schema 1 and 2, manifest lists, OCI manifests and indexes.
+SUPPORTED_MANIFEST_TYPES = frozenset(
+    {
+        DOCKER_MANIFEST_V1,
+        DOCKER_MANIFEST_V1_SIGNED,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    }
+)
+
+
+def check_tag(tag: str | None) -> None:
+    """ECR refuses a tag outside its pattern (or over 300 characters) with this message."""
+    if tag is not None and not _TAG_RE.fullmatch(tag):
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageTag' failed to satisfy constraint: "
+            f"'must satisfy regular expression '{_TAG_PATTERN}''"
+        )
+
+
+def check_manifest(parsed: dict[str, Any], media_type: str, declared: str | None) -> None:
+    """ECR's checks of a manifest's media type and schema version before it looks inside."""
+    if media_type not in SUPPORTED_MANIFEST_TYPES:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
+            f"'Unsupported manifest media type {media_type}'"
+        )
+    inside = parsed.get("mediaType")
+    if declared and isinstance(inside, str) and inside and inside != declared:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: "
+            f"'{declared}' does not match the manifest's mediaType '{inside}'"
+        )
+    expected = 1 if media_type in (DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED) else 2
+    if parsed.get("schemaVersion") != expected:
+        raise InvalidParameterException(
+            "Invalid parameter at 'ImageManifest' failed to satisfy constraint: "
+            f"'schemaVersion must be {expected} for {media_type}'"
+        )
 
 
 # -- ECR exceptions moto does not define -------------------------------------------------------
@@ -484,6 +528,7 @@ class EmbeddedECRBackend(ECRBackend):
         digest: str | None = None,
         registry_id: str | None = None,
     ) -> EmbeddedImage:
+        check_tag(image_tag)
         with self._lock:
             repo = self._get_repository(repository_name, registry_id)
             try:
@@ -496,6 +541,7 @@ class EmbeddedECRBackend(ECRBackend):
             if not isinstance(media_type, str) or not media_type:
                 # ECR's (unhelpful) answer to a manifest without mediaType and no parameter.
                 raise InvalidParameterException(_INVALID_MANIFEST)
+            check_manifest(parsed, media_type, image_manifest_mediatype)
 
             computed = "sha256:" + hashlib.sha256(image_manifest.encode("utf-8")).hexdigest()
             if digest and digest != computed:
