@@ -78,6 +78,34 @@ SUPPORTED_MANIFEST_TYPES = frozenset(
 )
 
 
+NEVER_EVALUATED = "1970-01-01T00:00:00Z"
+
+
+def _blob_media_types(repo: Any) -> dict[str, str]:
+    """digest -> media type, from the descriptors of every manifest in the repository."""
+    types: dict[str, str] = {}
+    for image in repo.images:
+        try:
+            manifest = json.loads(image.image_manifest)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(manifest, dict):
+            continue
+        descriptors = [manifest.get("config"), *(manifest.get("layers") or [])]
+        for descriptor in descriptors:
+            if isinstance(descriptor, dict) and isinstance(descriptor.get("digest"), str):
+                media_type = descriptor.get("mediaType")
+                if isinstance(media_type, str):
+                    types.setdefault(descriptor["digest"], media_type)
+    return types
+
+
+def serves_layer(account: str, region: str, repository: str, digest: str) -> bool:
+    """The download middleware's check, for the backend of that account and region."""
+    backend = ecr_backends[account][region]
+    return bool(getattr(backend, "serves_layer", lambda *_: True)(repository, digest))
+
+
 def check_tag(tag: str | None) -> None:
     """ECR refuses a tag outside its pattern (or over 300 characters) with this message."""
     if tag is not None and not _TAG_RE.fullmatch(tag):
@@ -883,6 +911,43 @@ class EmbeddedECRBackend(ECRBackend):
                 "uploadId": upload_id,
                 "layerDigest": computed,
             }
+
+    def batch_check_layer_availability(
+        self,
+        repository_name: str,
+        layer_digests: list[str],
+        registry_id: str | None = None,
+    ) -> dict[str, Any]:
+        """moto's answer, with each blob's media type as the repository's manifests describe it
+        (config, layer, OCI or Docker); a blob no manifest references yet keeps moto's default."""
+        result = super().batch_check_layer_availability(repository_name, layer_digests, registry_id)
+        with self._lock:
+            repo = self._get_repository(repository_name, registry_id)
+            known = _blob_media_types(repo)
+        for layer in result.get("layers", []):
+            layer["mediaType"] = known.get(layer["layerDigest"], layer.get("mediaType"))
+        return result
+
+    def get_lifecycle_policy(self, registry_id: str, repository_name: str) -> dict[str, Any]:
+        # ECR's lifecycle runs are not simulated here, so the policy has never been evaluated:
+        # epoch 0, not moto's "now" (which claims a run that never happened).
+        result = super().get_lifecycle_policy(registry_id, repository_name)
+        result["lastEvaluatedAt"] = NEVER_EVALUATED
+        return result
+
+    def delete_lifecycle_policy(self, registry_id: str, repository_name: str) -> dict[str, Any]:
+        result = super().delete_lifecycle_policy(registry_id, repository_name)
+        result["lastEvaluatedAt"] = NEVER_EVALUATED
+        return result
+
+    def serves_layer(self, repository_name: str, layer_digest: str) -> bool:
+        """Whether a download URL for this layer may still be served: its repository exists
+        and an image in it still references the layer (a deleted repository's URLs stop)."""
+        with self._lock:
+            repo = self.repositories.get(repository_name)
+            if repo is None or layer_digest not in repo.layers:
+                return False
+            return any(layer_digest in getattr(i, "referenced_blobs", ()) for i in repo.images)
 
     def get_download_url_for_layer(
         self,

@@ -86,6 +86,9 @@ class BlobDownloadMiddleware:
             return self._plain(start_response, "403 Forbidden", "Signature does not match")
         if expires < time.time():
             return self._plain(start_response, "403 Forbidden", "Request has expired")
+        if not ecr.serves_layer(account, region, repository, digest):
+            # The repository was deleted (or no image references the layer any more).
+            return self._plain(start_response, "404 Not Found", "The specified key does not exist.")
 
         store = ecr.blob_store()
         try:
