@@ -74,7 +74,7 @@ class AmbiguousImage(ImageSourceError):
     def __init__(self, source: object, candidates: list[str], ref: str | None) -> None:
         listed = "\n  ".join(candidates)
         why = f"{ref!r} matches several images" if ref else "it holds several images"
-        super().__init__(f"{source}: {why}; pick one with a ref:\n  {listed}")
+        super().__init__(f"{source}: {why}; pick one with --ref NAME:\n  {listed}")
         self.candidates = candidates
 
 

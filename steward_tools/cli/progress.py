@@ -116,7 +116,9 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.quiet = True  # a failure says so itself; no "done" line before it
         self.close()
 
 

@@ -34,10 +34,18 @@ def sweep_group() -> None:
     type=click.Choice(list(schedules.SCHEDULES)),
     help="Run only this schedule (give it again for more; default: every one).",
 )
+@click.option(
+    "--now",
+    "now_text",
+    help="Run as of this ISO-8601 moment (default: now): the scan timeout, TTLs are measured "
+    "from it.",
+)
 @region_option
 @local_option
 @json_option
-def sweep_run(names: tuple[str, ...], region: str | None, local: bool, as_json: bool) -> None:
+def sweep_run(
+    names: tuple[str, ...], now_text: str | None, region: str | None, local: bool, as_json: bool
+) -> None:
     """Run the service's schedules now, as their scheduled functions would, one after another:
 
     \b
@@ -53,7 +61,7 @@ def sweep_run(names: tuple[str, ...], region: str | None, local: bool, as_json: 
     region_name = region or aws.session().region_name or "us-east-1"
     chosen = list(names or schedules.SCHEDULES)
     click.echo(f"running {', '.join(chosen)} in {region_name}", err=True)
-    now = datetime.now(UTC)
+    now = _moment(now_text)
     outcomes: dict[str, Any] = {}
     failed = False
     for name in chosen:
@@ -78,3 +86,13 @@ def _summary(outcome: Any) -> str:
     if isinstance(outcome, dict):
         return ", ".join(f"{key} {value}" for key, value in outcome.items())
     return str(outcome)
+
+
+def _moment(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 time", param_hint="--now") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
