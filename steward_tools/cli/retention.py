@@ -15,7 +15,7 @@ from chalicelib.policy import PolicyError, current_policy, load_policy
 from chalicelib.retention.diff import diff_plans
 from chalicelib.retention.marks import MarkStore
 from chalicelib.retention.task import plan_for_repository, read_repository
-from steward_tools.cli.common import local_option, use_local_backend
+from steward_tools.cli.common import echo_json, json_option, local_option, use_local_backend
 
 
 @click.group()
@@ -117,6 +117,7 @@ def retention_plan(
 @click.option("--now", help="Compare as of this ISO-8601 moment (default: now).")
 @click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
 @local_option
+@json_option
 def retention_diff(
     old_policy: Path,
     new_policy: Path,
@@ -124,6 +125,7 @@ def retention_diff(
     now: str | None,
     region: str | None,
     local: bool,
+    as_json: bool,
 ) -> None:
     """What changing OLD_POLICY to NEW_POLICY would delete (+) or spare (-) in REPOSITORY."""
 
@@ -139,6 +141,9 @@ def retention_diff(
     except RegistryError as error:
         raise click.ClickException(str(error)) from error
     changes = diff_plans(*plans)
+    if as_json:
+        echo_json([change.model_dump(mode="json") for change in changes])
+        return
     for change in changes:
         sign = "+" if change.after.action == "delete" else "-"
         click.echo(
