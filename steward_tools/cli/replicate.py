@@ -42,11 +42,11 @@ def replicate(
 
     def on_jobs(jobs: list[Any]) -> None:
         done["total"] = len(jobs)
-        progress.describe(f"images 0/{len(jobs)}")
+        progress.describe(f"replicate, images 0/{len(jobs)}")
 
     def on_image(result: Any) -> None:
         done["images"] += 1
-        progress.describe(f"images {done['images']}/{done['total']}")
+        progress.describe(f"replicate, images {done['images']}/{done['total']}")
         if dry_run:
             for line in [f"{result.source} → {result.destination}", *result.plan]:
                 progress.note(f"  {line}")
