@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ import app
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel import aws as aws_factory
 from steward_tools.cli import main
-from steward_tools.local import schedules
+from steward_tools.local import runner, schedules
 from steward_tools.local.delivery import EventPump
 from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.samples import build_image, write_oci_layout
@@ -346,3 +347,29 @@ def test_a_body_that_is_not_json_is_dead_lettered_with_its_reason(local) -> None
     [letter] = json.loads(letters.stdout)
     assert letter["reason"].startswith("not JSON: Expecting value")
     assert letter["event"] == "not json at all"
+
+
+def test_make_run_fires_each_schedule_on_its_rate_in_every_region(monkeypatch) -> None:
+    fired: list[tuple[str, str, str]] = []
+
+    def record(name: str, event: dict, region: str | None = None) -> None:
+        fired.append((name, event["detail-type"], str(region)))
+
+    class Stacks:
+        def regions(self) -> list[str]:
+            return ["us-east-1", "eu-central-1"]
+
+    monkeypatch.setattr(runner, "invoke", record)
+    stop = threading.Event()
+    clock = runner.ScheduleClock(stop, Stacks())  # type: ignore[arg-type]
+    assert clock.rates == {"gate_sweep": 300, "start_sweep": 3600, "governance_reconcile": 3600}
+    clock.rates = {"gate_sweep": 1}
+    thread = threading.Thread(target=clock.run)
+    thread.start()
+    time.sleep(2.5)
+    stop.set()
+    thread.join(timeout=5)
+
+    assert ("gate_sweep", "Scheduled Event", "us-east-1") in fired
+    assert ("gate_sweep", "Scheduled Event", "eu-central-1") in fired
+    assert {name for name, _, _ in fired} == {"gate_sweep"}
