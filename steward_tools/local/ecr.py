@@ -941,13 +941,13 @@ class EmbeddedECRBackend(ECRBackend):
         return result
 
     def serves_layer(self, repository_name: str, layer_digest: str) -> bool:
-        """Whether a download URL for this layer may still be served: its repository exists
-        and an image in it still references the layer (a deleted repository's URLs stop)."""
+        """Whether a download URL for this layer may still be served: its repository still
+        exists and holds the layer (a deleted repository's URLs stop). Whether an image
+        references it was checked when the URL was issued; /v2 serves a blob pushed moments
+        before the manifest that will reference it, as ECR does."""
         with self._lock:
             repo = self.repositories.get(repository_name)
-            if repo is None or layer_digest not in repo.layers:
-                return False
-            return any(layer_digest in getattr(i, "referenced_blobs", ()) for i in repo.images)
+            return repo is not None and layer_digest in repo.layers
 
     def get_download_url_for_layer(
         self,

@@ -87,7 +87,7 @@ class BlobDownloadMiddleware:
         if expires < time.time():
             return self._plain(start_response, "403 Forbidden", "Request has expired")
         if not ecr.serves_layer(account, region, repository, digest):
-            # The repository was deleted (or no image references the layer any more).
+            # The repository was deleted since the URL was issued.
             return self._plain(start_response, "404 Not Found", "The specified key does not exist.")
 
         store = ecr.blob_store()
