@@ -83,9 +83,19 @@ def sweep_run(
 
 
 def _summary(outcome: Any) -> str:
-    if isinstance(outcome, dict):
-        return ", ".join(f"{key} {value}" for key, value in outcome.items())
-    return str(outcome)
+    """One line: scalars as they are, a mapping's items inline, a list by its length (--json
+    has the whole of it)."""
+    if not isinstance(outcome, dict):
+        return str(outcome)
+    parts = []
+    for key, value in outcome.items():
+        if isinstance(value, list):
+            parts.append(f"{key} {len(value)}")
+        elif isinstance(value, dict):
+            parts.append(f"{key} " + " ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
 
 
 def _moment(text: str | None) -> datetime:
