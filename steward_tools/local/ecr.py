@@ -36,7 +36,14 @@ from moto.ecr.exceptions import (
     InvalidParameterException,
     UploadNotFoundException,
 )
-from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability, ecr_backends
+from moto.ecr.models import (
+    ECR_REPOSITORY_NAME_PATTERN,
+    ECRBackend,
+    Image,
+    Repository,
+    RepoTagMutability,
+    ecr_backends,
+)
 from moto.ecr.responses import ECRResponse
 
 from . import scanning
@@ -104,6 +111,16 @@ def serves_layer(account: str, region: str, repository: str, digest: str) -> boo
     """The download middleware's check, for the backend of that account and region."""
     backend = ecr_backends[account][region]
     return bool(getattr(backend, "serves_layer", lambda *_: True)(repository, digest))
+
+
+def check_repository_name(name: object) -> None:
+    """ECR checks a repository name's pattern on every call that takes one, before looking it
+    up (moto checks it only on create-repository and answers RepositoryNotFound elsewhere)."""
+    if not isinstance(name, str) or not re.fullmatch(ECR_REPOSITORY_NAME_PATTERN, name):
+        raise InvalidParameterException(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: "
+            f"'must satisfy regular expression '{ECR_REPOSITORY_NAME_PATTERN}''"
+        )
 
 
 def check_tag(tag: str | None) -> None:
@@ -786,12 +803,14 @@ class EmbeddedECRBackend(ECRBackend):
     def list_images(
         self, repository_name: str, registry_id: str | None = None, tag_status: str = "ANY"
     ) -> list[Image]:
+        check_repository_name(repository_name)
         with self._lock:
             return super().list_images(repository_name, registry_id, tag_status)
 
     def delete_repository(
         self, repository_name: str, registry_id: str | None = None, force: bool = False
     ) -> Repository:
+        check_repository_name(repository_name)
         with self._lock:
             repo = super().delete_repository(repository_name, registry_id, force)
             store = blob_store()
@@ -911,6 +930,10 @@ class EmbeddedECRBackend(ECRBackend):
                 "uploadId": upload_id,
                 "layerDigest": computed,
             }
+
+    def _get_repository(self, name: str, registry_id: str | None = None) -> Repository:
+        check_repository_name(name)
+        return super()._get_repository(name, registry_id)
 
     def batch_check_layer_availability(
         self,

@@ -141,3 +141,14 @@ def test_a_local_password_names_the_callers_own_key(ecr: Any) -> None:
     password = base64.b64decode(token).decode().partition(":")[2]
 
     assert verify_password(password)["accessKeyId"] == "testing"
+
+
+@pytest.mark.parametrize(
+    "call", ["describe_images", "list_images", "get_lifecycle_policy", "delete_repository"]
+)
+def test_every_call_checks_the_repository_names_pattern(ecr: Any, call: str) -> None:
+    with pytest.raises(ClientError) as refused:
+        getattr(ecr, call)(repositoryName="Bad/UPPER")
+    error = refused.value.response["Error"]
+    assert error["Code"] == "InvalidParameterException"
+    assert "'repositoryName' failed to satisfy constraint" in error["Message"]
