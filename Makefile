@@ -1,7 +1,10 @@
-# Two commands do all the set-up on a fresh machine with Python 3.11 and pip:
+# Two commands do all the set-up on a fresh machine with Python 3.11 to 3.14 and pip:
 #   make run   - create .venv, install, start the service on the embedded AWS backend
 #   make test  - create or reuse .venv, install, run the whole suite
-PYTHON ?= python3.11
+# The venv is made with the first of python3.11 … python3.14, then python3, found on PATH (3.11
+# first: CI tests constraints.txt on it). `make run PYTHON=/path/to/python3.13` picks another.
+SUPPORTED_PYTHONS := python3.11 python3.12 python3.13 python3.14 python3
+PYTHON ?= $(firstword $(foreach p,$(SUPPORTED_PYTHONS),$(shell command -v $(p) 2>/dev/null)))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -12,6 +15,9 @@ POLICY ?= policy.example.yaml
 .PHONY: run test test-unit lint format typecheck bench clean package cfn-lint iam-check
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "no Python 3.11-3.14 on PATH: install one, or set PYTHON=/path/to/python3.x" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 14))' 2>/dev/null \
+		|| { echo "$(PYTHON) is not Python 3.11-3.14: set PYTHON=/path/to/python3.x" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet 'pip<26.3'
 

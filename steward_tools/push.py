@@ -74,7 +74,7 @@ class AmbiguousImage(ImageSourceError):
     def __init__(self, source: object, candidates: list[str], ref: str | None) -> None:
         listed = "\n  ".join(candidates)
         why = f"{ref!r} matches several images" if ref else "it holds several images"
-        super().__init__(f"{source}: {why}; pick one with a ref:\n  {listed}")
+        super().__init__(f"{source}: {why}; pick one with --ref NAME:\n  {listed}")
         self.candidates = candidates
 
 
@@ -676,6 +676,7 @@ def push_local_image(
     tag: str | None = None,
     *,
     on_progress: ProgressCallback | None = None,
+    on_missing: Callable[[int], None] | None = None,
 ) -> PushResult:
     """Push an image already read by `load_image`. See `push_image`."""
     result = PushResult(
@@ -687,6 +688,8 @@ def push_local_image(
         needed = [blob for blob in image.blobs_of(manifest) if blob.digest not in in_repository]
         if needed:
             missing = set(registry.missing_layers(repository, [blob.digest for blob in needed]))
+            if on_missing is not None:
+                on_missing(sum(blob.size for blob in needed if blob.digest in missing))
             for blob in needed:
                 if blob.digest in missing:
                     with image.open_blob(blob.digest, on_progress) as reader:
@@ -712,16 +715,20 @@ def push_image(
     ref: str | None = None,
     create: bool = False,
     on_progress: ProgressCallback | None = None,
+    on_missing: Callable[[int], None] | None = None,
 ) -> PushResult:
     """Put a local image into an ECR repository, uploading only the blobs it lacks.
 
     The source is read and its manifests verified before ECR is called, so a bad source never
     creates a repository. `create` creates a missing repository; without it the gateway's
     RepositoryNotFound propagates. `on_progress(digest, bytes_read)` is called as each uploaded
-    blob is read, with the bytes of that blob read so far.
+    blob is read, with the bytes of that blob read so far; `on_missing(nbytes)` as the bytes
+    ECR lacks are found (before they are uploaded), for a progress total.
     """
     image = load_image(source, ref=ref)
     _check_pushable(image)
     if create:
         registry.ensure_repository(repository)
-    return push_local_image(registry, image, repository, tag, on_progress=on_progress)
+    return push_local_image(
+        registry, image, repository, tag, on_progress=on_progress, on_missing=on_missing
+    )

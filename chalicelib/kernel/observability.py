@@ -6,11 +6,12 @@ start pays only for what the invoked function uses.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -27,13 +28,33 @@ SERVICE = "ecr-steward"
 NAMESPACE = "EcrSteward"
 
 
+# An operator's command (steward) keeps stdout for its own output, JSON above all: logs and
+# metrics go to stderr there. Functions log to stdout, which is what Lambda collects.
+_to_stderr = False
+
+
+@contextlib.contextmanager
+def logs_to_stderr() -> Iterator[None]:
+    """Log lines and EMF metric lines go to stderr meanwhile (the CLI's choice)."""
+    global _to_stderr
+    previous, _to_stderr = _to_stderr, True
+    try:
+        yield
+    finally:
+        _to_stderr = previous
+
+
+def _log_stream() -> Any:
+    return sys.stderr if _to_stderr else sys.stdout
+
+
 class _CurrentStdoutHandler(logging.StreamHandler):
     """Writes to whatever sys.stdout is at the time of the call, not at creation: the Lambda
     runtime's stream in AWS, a test's capture under pytest."""
 
     @property
     def stream(self) -> Any:
-        return sys.stdout
+        return _log_stream()
 
     @stream.setter
     def stream(self, value: Any) -> None:
@@ -82,4 +103,6 @@ def flush_metrics() -> None:
     """Write the buffered metrics as one EMF log line (no warning when there are none)."""
     m = metrics()
     if m.metric_set:
-        m.flush_metrics()
+        # Powertools prints the EMF line to stdout.
+        with contextlib.redirect_stdout(_log_stream()):
+            m.flush_metrics()

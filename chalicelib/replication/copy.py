@@ -250,7 +250,8 @@ def copy_image(
             source=f"{job.source_repository}@{job.digest}",
             destination=job.destination.label(),
             digest=job.digest,
-            status="planned",
+            # Already there in full: a dry run says so, as the copy itself would.
+            status="planned" if plan.changes else "unchanged",
             bytes_skipped=plan.bytes_skipped,
             bytes_planned=plan.bytes_to_copy,
             blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),

@@ -7,10 +7,16 @@ from pathlib import Path
 
 import click
 
-from chalicelib.ecr.errors import RegistryError
 from chalicelib.ecr.gateway import Registry
 from steward_tools import samples
-from steward_tools.cli.common import local_option, use_local_backend
+from steward_tools.cli.common import (
+    echo_json,
+    json_option,
+    local_option,
+    region_option,
+    use_local_backend,
+)
+from steward_tools.cli.progress import Progress, human_bytes
 from steward_tools.push import push_image
 
 
@@ -19,34 +25,55 @@ from steward_tools.push import push_image
 @click.argument("target")
 @click.option("--create", is_flag=True, help="Create the repository if it does not exist.")
 @click.option("--ref", help="Which image of a layout holding several (its ref.name annotation).")
-@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@region_option
 @local_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def push(
-    source: Path, target: str, create: bool, ref: str | None, region: str | None, local: bool
+    source: Path,
+    target: str,
+    create: bool,
+    ref: str | None,
+    region: str | None,
+    local: bool,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Upload an image into ECR through the layer API.
 
     SOURCE is an OCI image layout directory, an OCI archive, or a `docker save` tarball.
     TARGET is REPOSITORY[:TAG] (no tag: pushed by digest).
     """
+    repository, _, tag = target.partition(":")
+    if not repository:
+        raise click.BadParameter(f"{target!r}: expected REPOSITORY[:TAG]", param_hint="TARGET")
     if local:
         use_local_backend()
 
-    repository, _, tag = target.partition(":")
     registry = Registry(region=region)
+    seen: dict[str, int] = {}
+    with Progress(f"push {target}", quiet=quiet) as progress:
 
-    def progress(message: str, nbytes: int) -> None:
-        click.echo(f"  {message}", err=True)
+        def on_progress(digest: str, read: int) -> None:
+            progress.update(read - seen.get(digest, 0))
+            seen[digest] = read
 
-    try:
         result = push_image(
-            registry, source, repository, tag or None, ref=ref, create=create, on_progress=progress
+            registry,
+            source,
+            repository,
+            tag or None,
+            ref=ref,
+            create=create,
+            on_progress=on_progress,
+            on_missing=progress.add_total,
         )
-    except (RegistryError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
     click.echo(f"{result.repository}{':' + result.tag if result.tag else ''}@{result.digest}")
     click.echo(
-        f"  {result.blobs_uploaded} blobs uploaded ({result.bytes_uploaded} bytes), "
+        f"  {result.blobs_uploaded} blobs uploaded ({human_bytes(result.bytes_uploaded)}), "
         f"{result.blobs_skipped} already present, {result.manifests_pushed} manifests",
         err=True,
     )
@@ -54,21 +81,32 @@ def push(
 
 @click.command()
 @click.argument("repository")
-@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
+@region_option
 @local_option
-def images(repository: str, region: str | None, local: bool) -> None:
+@json_option
+def images(repository: str, region: str | None, local: bool, as_json: bool) -> None:
     """List a repository's images, newest first: digest, push time, media type, tags."""
     if local:
         use_local_backend()
 
-    try:
-        found = sorted(
-            Registry(region=region).iter_images(repository),
-            key=lambda image: image.pushed_at,
-            reverse=True,
+    found = sorted(
+        Registry(region=region).iter_images(repository),
+        key=lambda image: image.pushed_at,
+        reverse=True,
+    )
+    if as_json:
+        echo_json(
+            [
+                {
+                    "digest": image.digest,
+                    "pushedAt": image.pushed_at.isoformat(),
+                    "mediaType": image.media_type,
+                    "tags": sorted(image.tags),
+                }
+                for image in found
+            ]
         )
-    except RegistryError as error:
-        raise click.ClickException(str(error)) from error
+        return
     for image in found:
         tags = ", ".join(sorted(image.tags)) or "<untagged>"
         pushed = image.pushed_at.strftime("%Y-%m-%d %H:%M:%S")
@@ -114,6 +152,7 @@ def sample_image(
 ) -> None:
     """Write a small, valid image to PATH, to try `steward push` without docker."""
 
+    check_sample_path(path, source_format)
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     images = []
     for n, platform in enumerate(platforms or ("linux/amd64",)):
@@ -142,3 +181,20 @@ def sample_image(
         click.echo(f"{path}: docker-archive, image id {images[0].config_digest}")
         return
     click.echo(f"{path}: {source_format}, {built.manifest.media_type}, {built.digest}")
+
+
+def check_sample_path(path: Path, source_format: str) -> None:
+    """Refuse to write over what is not ours to replace: a layout is added to (the same --tag
+    replaces its entry), an archive file is replaced, anything else is left alone."""
+    if source_format == "oci-layout":
+        if path.exists() and not path.is_dir():
+            raise click.ClickException(
+                f"{path} exists and is a file: an OCI layout is a directory; choose another PATH "
+                "or --format oci-archive"
+            )
+        if path.is_dir() and any(path.iterdir()) and not (path / "oci-layout").exists():
+            raise click.ClickException(
+                f"{path} is a directory that is not an OCI layout: choose another PATH"
+            )
+    elif path.is_dir():
+        raise click.ClickException(f"{path} is a directory: an archive is a file; choose a PATH")

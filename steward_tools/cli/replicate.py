@@ -7,13 +7,11 @@ import sys
 from typing import Any
 
 import click
-from tqdm import tqdm
 
-from chalicelib.ecr.errors import RegistryError
-from chalicelib.policy import PolicyError
-from chalicelib.replication.backfill import run_backfill
+from chalicelib.replication.backfill import BackfillSummary, run_backfill
 from chalicelib.replication.native import run_native
-from steward_tools.cli.common import local_option, use_local_backend
+from steward_tools.cli.common import echo_json, json_option, local_option, use_local_backend
+from steward_tools.cli.progress import Progress
 
 
 @click.group(invoke_without_command=True)
@@ -21,9 +19,15 @@ from steward_tools.cli.common import local_option, use_local_backend
 @click.option("--dry-run", is_flag=True, help="Show what would be copied; copy nothing.")
 @click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
 @local_option
+@json_option
 @click.pass_context
 def replicate(
-    ctx: click.Context, rule_name: str | None, dry_run: bool, region: str | None, local: bool
+    ctx: click.Context,
+    rule_name: str | None,
+    dry_run: bool,
+    region: str | None,
+    local: bool,
+    as_json: bool,
 ) -> None:
     """Backfill: copy the existing images a replication rule selects, only what is missing."""
     if ctx.invoked_subcommand is not None:
@@ -33,19 +37,19 @@ def replicate(
     if local:
         use_local_backend()
 
-    bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
+    progress = Progress("replicate")
     done = {"images": 0, "total": 0}
 
     def on_jobs(jobs: list[Any]) -> None:
         done["total"] = len(jobs)
-        bar.set_description(f"images 0/{len(jobs)}")
+        progress.describe(f"replicate, images 0/{len(jobs)}")
 
     def on_image(result: Any) -> None:
         done["images"] += 1
-        bar.set_description(f"images {done['images']}/{done['total']}")
+        progress.describe(f"replicate, images {done['images']}/{done['total']}")
         if dry_run:
             for line in [f"{result.source} → {result.destination}", *result.plan]:
-                tqdm.write(f"  {line}", file=sys.stderr)
+                progress.note(f"  {line}")
 
     try:
         summary = run_backfill(
@@ -53,27 +57,37 @@ def replicate(
             region=region,
             dry_run=dry_run,
             on_jobs=on_jobs,
-            on_bytes=bar.update,
+            on_bytes=progress.update,
             on_image=on_image,
         )
-    except (LookupError, PolicyError, RegistryError) as error:
-        raise click.ClickException(str(error)) from error
+    except LookupError as error:
+        raise click.ClickException(str(error).strip("'\"")) from error
     finally:
-        bar.close()
+        progress.close()
     for failure in summary.errors:
         click.echo(f"failed: {failure}", err=True)
-    moved = (
-        f"{summary.bytes_planned} bytes to move"
-        if dry_run
-        else f"{summary.bytes_moved} bytes moved"
-    )
-    click.echo(
-        f"rule {summary.rule}{' (dry run)' if dry_run else ''}: {summary.images} images "
-        f"({summary.copied} copied, {summary.unchanged} already there, {summary.failed} failed), "
-        f"{moved}, {summary.bytes_skipped} bytes skipped (already at the destination)"
-    )
+    if as_json:
+        echo_json(summary.model_dump(mode="json"))
+    else:
+        click.echo(summary_line(summary))
     if summary.failed:
         sys.exit(1)
+
+
+def summary_line(summary: BackfillSummary) -> str:
+    if summary.dry_run:
+        to_copy = sum(1 for result in summary.results if result.status == "planned")
+        return (
+            f"rule {summary.rule} (dry run): {summary.images} images ({to_copy} to copy, "
+            f"{summary.unchanged} already there, {summary.failed} failed), "
+            f"{summary.bytes_planned} bytes to move, {summary.bytes_skipped} bytes skipped "
+            "(already at the destination)"
+        )
+    return (
+        f"rule {summary.rule}: {summary.images} images ({summary.copied} copied, "
+        f"{summary.unchanged} already there, {summary.failed} failed), {summary.bytes_moved} "
+        f"bytes moved, {summary.bytes_skipped} bytes skipped (already at the destination)"
+    )
 
 
 @replicate.command("native")
@@ -88,8 +102,8 @@ def replicate_native(rule_name: str, dry_run: bool, region: str | None, local: b
 
     try:
         plan = run_native(rule_name, region=region, apply=not dry_run)
-    except (LookupError, PolicyError, RegistryError) as error:
-        raise click.ClickException(str(error)) from error
+    except LookupError as error:
+        raise click.ClickException(str(error).strip("'\"")) from error
     if not plan.expressible:
         click.echo(f"rule {rule_name}: ECR's replication cannot express it:", err=True)
         for reason in plan.reasons:

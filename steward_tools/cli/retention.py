@@ -1,8 +1,7 @@
-"""`steward retention plan|diff` and `steward sweep run`: what the sweep would prune; run it."""
+"""`steward retention plan|diff`: what the sweep would prune, and what a policy change would."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,7 @@ from chalicelib.policy import PolicyError, current_policy, load_policy
 from chalicelib.retention.diff import diff_plans
 from chalicelib.retention.marks import MarkStore
 from chalicelib.retention.task import plan_for_repository, read_repository
-from chalicelib.sweep.jobs import start_sweep
-from steward_tools.cli.common import local_option, use_local_backend
-from steward_tools.local.runner import ACCOUNT
+from steward_tools.cli.common import echo_json, json_option, local_option, use_local_backend
 
 
 @click.group()
@@ -120,6 +117,7 @@ def retention_plan(
 @click.option("--now", help="Compare as of this ISO-8601 moment (default: now).")
 @click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
 @local_option
+@json_option
 def retention_diff(
     old_policy: Path,
     new_policy: Path,
@@ -127,6 +125,7 @@ def retention_diff(
     now: str | None,
     region: str | None,
     local: bool,
+    as_json: bool,
 ) -> None:
     """What changing OLD_POLICY to NEW_POLICY would delete (+) or spare (-) in REPOSITORY."""
 
@@ -142,6 +141,9 @@ def retention_diff(
     except RegistryError as error:
         raise click.ClickException(str(error)) from error
     changes = diff_plans(*plans)
+    if as_json:
+        echo_json([change.model_dump(mode="json") for change in changes])
+        return
     for change in changes:
         sign = "+" if change.after.action == "delete" else "-"
         click.echo(
@@ -151,34 +153,3 @@ def retention_diff(
         )
     more = sum(1 for c in changes if c.after.action == "delete")
     click.echo(f"{repository}: {more} more deleted, {len(changes) - more} more kept")
-
-
-@click.group("sweep")
-def sweep_group() -> None:
-    """The scheduled sweep (retention and other per-repository tasks)."""
-
-
-@sweep_group.command("run")
-@click.option("--queue", envvar="STEWARD_SWEEP_QUEUE", help="Repository-job queue name or URL.")
-@click.option("--region", envvar="AWS_DEFAULT_REGION", default=None)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Each job reports what it would repair (aliases, gate tags) and changes nothing.",
-)
-@local_option
-def sweep_run(queue: str | None, region: str | None, dry_run: bool, local: bool) -> None:
-    """Start a sweep now: its first page job onto the repository-job queue (refused while another
-    sweep holds the lease)."""
-    if local:
-        use_local_backend()
-
-    registry = Registry(region=region)
-    summary = start_sweep(
-        account=ACCOUNT if local else "",
-        region=registry.region,
-        now=datetime.now(UTC),
-        queue=queue,
-        dry_run=dry_run,
-    )
-    click.echo(json.dumps(summary))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from chalicelib.policy import PolicyError
+from steward_tools.local.runner import PortInUse
 from steward_tools.local.runner import serve as run_service
 
 
@@ -25,5 +26,5 @@ def serve(host: str, aws_port: int, api_port: int, data_dir: Path | None) -> Non
 
     try:
         run_service(host=host, aws_port=aws_port, api_port=api_port, data_dir=data_dir)
-    except PolicyError as error:
+    except (PolicyError, PortInUse) as error:
         raise click.ClickException(str(error)) from error

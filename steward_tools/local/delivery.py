@@ -40,6 +40,17 @@ def to_aws_envelope(body: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def not_an_event(body: str) -> str | None:
+    """Why a queued body cannot be an EventBridge event (it is not a JSON object), or None."""
+    try:
+        parsed = json.loads(body)
+    except ValueError as error:
+        return f"not JSON: {error}"
+    if not isinstance(parsed, dict):
+        return f"not a JSON object but a {type(parsed).__name__}"
+    return None
+
+
 class QueuePump:
     """Poll a queue into a handler until it is empty (`drain`) or told to stop (`run`)."""
 
@@ -87,10 +98,14 @@ class EventPump(QueuePump):
         *,
         visibility_timeout: int = 5,
         retry_delay: int = 0,
+        dead_letter_queue_url: str | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.invoke = invoke
+        # Where a body that is no event at all goes at once, with the reason, as the function
+        # itself dead-letters a malformed event ({"reason", "event"}): retrying cannot fix it.
+        self.dead_letter_queue_url = dead_letter_queue_url
         # Long enough to run one handler; short so a crashed pump's messages return quickly.
         self.visibility_timeout = visibility_timeout
         # Seconds before a failed message is visible again (0: the next poll retries it).
@@ -112,6 +127,16 @@ class EventPump(QueuePump):
 
     def _deliver(self, message: dict[str, Any]) -> bool:
         receipt = message["ReceiptHandle"]
+        problem = not_an_event(message["Body"])
+        if problem is not None and self.dead_letter_queue_url:
+            logger.warning("event pump: rejected message %s: %s", message.get("MessageId"), problem)
+            self.sqs.send_message(
+                QueueUrl=self.dead_letter_queue_url,
+                MessageBody=json.dumps({"reason": problem, "event": message["Body"]}),
+                MessageAttributes={"reason": {"DataType": "String", "StringValue": problem}},
+            )
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+            return False
         try:
             body = json.loads(message["Body"])
             if not isinstance(body, dict):

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -35,10 +35,16 @@ from moto.ecr.exceptions import (
     InvalidParameterException,
     UploadNotFoundException,
 )
-from moto.ecr.models import ECRBackend, Image, Repository, RepoTagMutability, ecr_backends
+from moto.ecr.models import (
+    ECRBackend,
+    Image,
+    Repository,
+    RepoTagMutability,
+    ecr_backends,
+)
 from moto.ecr.responses import ECRResponse
 
-from . import scanning
+from . import events, scanning
 from .account_settings import RESPONSE_HANDLERS as ACCOUNT_SETTING_HANDLERS
 from .blobs import BlobStore, BlobUrlSigner
 from .events import emit_event
@@ -46,6 +52,14 @@ from .governance import RESPONSE_HANDLERS as GOVERNANCE_HANDLERS
 from .lifecycle_preview import RESPONSE_HANDLERS as LIFECYCLE_HANDLERS
 from .pagination import paginate
 from .tokens import RESPONSE_HANDLERS as TOKEN_HANDLERS
+from .validation import (
+    DOCKER_MANIFEST_V1,
+    DOCKER_MANIFEST_V1_SIGNED,
+    blob_media_types,
+    check_manifest,
+    check_repository_name,
+    check_tag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +70,19 @@ MIN_PART_BYTES = 5 * 1024 * 1024
 DOWNLOAD_URL_TTL_SECONDS = 3600
 BLOB_URL_PREFIX = "/_steward/blobs/"
 
-DOCKER_MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+json"
-DOCKER_MANIFEST_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+# get-lifecycle-policy's lastEvaluatedAt: lifecycle policies are previewed here, never run.
+NEVER_EVALUATED = "1970-01-01T00:00:00Z"
 _IMAGE_DIGEST_RE = re.compile(r"^[0-9a-zA-Z_+.-]+:[0-9a-fA-F]{64}$")
 _NOT_FOUND = "Requested image not found"
 _INVALID_MANIFEST = (
     "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'"
 )
+
+
+def serves_layer(account: str, region: str, repository: str, digest: str) -> bool:
+    """The download middleware's check, for the backend of that account and region."""
+    backend = ecr_backends[account][region]
+    return bool(getattr(backend, "serves_layer", lambda *_: True)(repository, digest))
 
 
 # -- ECR exceptions moto does not define -------------------------------------------------------
@@ -145,9 +165,12 @@ def configure(
     blobs: BlobStore | None = None,
     base_url: str | None = None,
     signing_key: bytes | None = None,
+    on_region: Callable[[str], None] | None = None,
 ) -> None:
     """Point the backend at a blob store and at the URL its download links should use."""
     with _runtime.lock:
+        if on_region is not None:
+            events.on_region(on_region)
         if blobs is not None:
             _runtime.blobs = blobs
         if base_url is not None:
@@ -161,6 +184,7 @@ def unconfigure() -> None:
     with _runtime.lock:
         _runtime.blobs = None
         _runtime.base_url = None
+    events.on_region(None)
 
 
 def blob_store() -> BlobStore:
@@ -441,6 +465,7 @@ class EmbeddedECRBackend(ECRBackend):
         digest: str | None = None,
         registry_id: str | None = None,
     ) -> EmbeddedImage:
+        check_tag(image_tag)
         with self._lock:
             repo = self._get_repository(repository_name, registry_id)
             try:
@@ -453,6 +478,7 @@ class EmbeddedECRBackend(ECRBackend):
             if not isinstance(media_type, str) or not media_type:
                 # ECR's (unhelpful) answer to a manifest without mediaType and no parameter.
                 raise InvalidParameterException(_INVALID_MANIFEST)
+            check_manifest(parsed, media_type, image_manifest_mediatype)
 
             computed = "sha256:" + hashlib.sha256(image_manifest.encode("utf-8")).hexdigest()
             if digest and digest != computed:
@@ -669,12 +695,14 @@ class EmbeddedECRBackend(ECRBackend):
     def list_images(
         self, repository_name: str, registry_id: str | None = None, tag_status: str = "ANY"
     ) -> list[Image]:
+        check_repository_name(repository_name)
         with self._lock:
             return super().list_images(repository_name, registry_id, tag_status)
 
     def delete_repository(
         self, repository_name: str, registry_id: str | None = None, force: bool = False
     ) -> Repository:
+        check_repository_name(repository_name)
         with self._lock:
             repo = super().delete_repository(repository_name, registry_id, force)
             store = blob_store()
@@ -794,6 +822,47 @@ class EmbeddedECRBackend(ECRBackend):
                 "uploadId": upload_id,
                 "layerDigest": computed,
             }
+
+    def _get_repository(self, name: str, registry_id: str | None = None) -> Repository:
+        check_repository_name(name)
+        return super()._get_repository(name, registry_id)
+
+    def batch_check_layer_availability(
+        self,
+        repository_name: str,
+        layer_digests: list[str],
+        registry_id: str | None = None,
+    ) -> dict[str, Any]:
+        """moto's answer, with each blob's media type as the repository's manifests describe it
+        (config, layer, OCI or Docker); a blob no manifest references yet keeps moto's default."""
+        result = super().batch_check_layer_availability(repository_name, layer_digests, registry_id)
+        with self._lock:
+            repo = self._get_repository(repository_name, registry_id)
+            known = blob_media_types(repo)
+        for layer in result.get("layers", []):
+            layer["mediaType"] = known.get(layer["layerDigest"], layer.get("mediaType"))
+        return result
+
+    def get_lifecycle_policy(self, registry_id: str, repository_name: str) -> dict[str, Any]:
+        # ECR's lifecycle runs are not simulated here, so the policy has never been evaluated:
+        # epoch 0, not moto's "now" (which claims a run that never happened).
+        result = super().get_lifecycle_policy(registry_id, repository_name)
+        result["lastEvaluatedAt"] = NEVER_EVALUATED
+        return result
+
+    def delete_lifecycle_policy(self, registry_id: str, repository_name: str) -> dict[str, Any]:
+        result = super().delete_lifecycle_policy(registry_id, repository_name)
+        result["lastEvaluatedAt"] = NEVER_EVALUATED
+        return result
+
+    def serves_layer(self, repository_name: str, layer_digest: str) -> bool:
+        """Whether a download URL for this layer may still be served: its repository still
+        exists and holds the layer (a deleted repository's URLs stop). Whether an image
+        references it was checked when the URL was issued; /v2 serves a blob pushed moments
+        before the manifest that will reference it, as ECR does."""
+        with self._lock:
+            repo = self.repositories.get(repository_name)
+            return repo is not None and layer_digest in repo.layers
 
     def get_download_url_for_layer(
         self,

@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.events.models import events_backends
 
 logger = logging.getLogger(__name__)
+
+# Called with an event's region before it is put on that region's bus (the server's per-region
+# set-up: a push through /v2 carries no signed region to notice it by).
+_region_hook: Callable[[str], None] | None = None
+
+
+def on_region(hook: Callable[[str], None] | None) -> None:
+    """Have `emit_event` call `hook(region)` first (None: stop)."""
+    global _region_hook
+    _region_hook = hook
 
 
 def emit_event(
@@ -35,6 +45,8 @@ def emit_event(
         "Time": int(time.time()),
     }
     try:
+        if _region_hook is not None:
+            _region_hook(region)
         result = events_backends[account][region].put_events([entry])
     except Exception:
         logger.exception("could not emit %s event %s", source, detail_type)

@@ -9,9 +9,14 @@
   (LimitExceededException).
 
 The findings an image gets are set by a test or a demo: `set_findings(account, region,
-repository, digest, findings)` in-process, or, for `make run`, an SSM parameter
-`/ecr-steward/local/findings/<repository>` holding a JSON list (the same shape) that applies to
+repository, digest, findings)` in-process, or, for `make run`, SSM parameters holding a JSON list
+(the same shape), which `steward findings set` writes: `/ecr-steward/local/image-findings/
+<repository>/<digest hex>` for one image, else `/ecr-steward/local/findings/<repository>` for
 every image scanned in that repository. An image with no findings set scans clean.
+
+Departure from ECR, for demos: start-image-scan's once-a-day limit does not hold when the findings
+set for the image changed since its last scan (as a new vulnerability database makes ECR's
+enhanced scanning rescan).
 
 A finding is `{"name": "CVE-2024-0001", "severity": "CRITICAL", "package_name": "openssl",
 "package_version": "3.0.1", "cvss": 9.8}` (only name and severity are required).
@@ -34,6 +39,14 @@ from .events import emit_event
 from .pagination import paginate
 
 SSM_FINDINGS_PREFIX = "/ecr-steward/local/findings/"
+SSM_IMAGE_FINDINGS_PREFIX = "/ecr-steward/local/image-findings/"
+
+
+def image_findings_parameter(repository: str, digest: str) -> str:
+    """The SSM parameter of one image's findings (SSM names allow no `@` or `:`)."""
+    return f"{SSM_IMAGE_FINDINGS_PREFIX}{repository}/{digest.partition(':')[2] or digest}"
+
+
 SEVERITY_ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 INDEX_TYPES = frozenset(
     {
@@ -129,22 +142,25 @@ def scan_image(backend: Any, repo: Any, digest: str) -> None:
 def _findings_for(backend: Any, repo: Any, digest: str) -> list[dict[str, Any]]:
     with _lock:
         preset = _preset.get(backend, {}).get((repo.name, digest))
-    raw = (
-        preset
-        if preset is not None
-        else _ssm_findings(repo.registry_id, backend.region_name, repo.name)
-    )
-    return [_ecr_finding(f) for f in raw]
+    if preset is None:
+        account, region = repo.registry_id, backend.region_name
+        preset = _ssm_findings(account, region, image_findings_parameter(repo.name, digest))
+    if preset is None:
+        preset = _ssm_findings(account, region, SSM_FINDINGS_PREFIX + repo.name)
+    return [_ecr_finding(f) for f in preset or []]
 
 
-def _ssm_findings(account: str, region: str, repository: str) -> list[dict[str, Any]]:
+def _ssm_findings(account: str, region: str, name: str) -> list[dict[str, Any]] | None:
+    """The findings an SSM parameter holds; None when there is no such parameter."""
 
     try:
-        parameter = ssm_backends[account][region].get_parameter(SSM_FINDINGS_PREFIX + repository)
-    except Exception:  # no such parameter: the image scans clean
-        return []
+        parameter = ssm_backends[account][region].get_parameter(name)
+    except Exception:  # no such parameter
+        return None
+    if parameter is None:
+        return None
     try:
-        value = json.loads(parameter.value if parameter is not None else "[]")
+        value = json.loads(parameter.value)
     except (TypeError, ValueError):
         return []
     return [f for f in value if isinstance(f, dict)] if isinstance(value, list) else []
@@ -200,7 +216,11 @@ def _start_image_scan(self: Any) -> ActionResult:
             raise UnsupportedImageTypeException("The image type is not supported for scanning.")
         with _lock:
             previous = _scans.get(backend, {}).get((repo.name, digest))
-        if previous is not None and previous.completed_at.date() == datetime.now(UTC).date():
+        if (
+            previous is not None
+            and previous.completed_at.date() == datetime.now(UTC).date()
+            and previous.findings == _findings_for(backend, repo, digest)
+        ):
             raise LimitExceededException(
                 "The scan quota per image has been exceeded. Wait and try again."
             )

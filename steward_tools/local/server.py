@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -99,6 +100,9 @@ class BlobDownloadMiddleware:
             return self._plain(start_response, "403 Forbidden", "Signature does not match")
         if expires < time.time():
             return self._plain(start_response, "403 Forbidden", "Request has expired")
+        if not ecr.serves_layer(account, region, repository, digest):
+            # The repository was deleted since the URL was issued.
+            return self._plain(start_response, "404 Not Found", "The specified key does not exist.")
 
         store = ecr.blob_store()
         try:
@@ -132,6 +136,37 @@ class BlobDownloadMiddleware:
             handle.close()
             return [b""]
         return iter_file(handle, start, length)
+
+
+# The access key of the backend's own set-up calls (bootstrap of a region): they must not wait for
+# the region they are setting up.
+SETUP_ACCESS_KEY = "steward-local-setup"
+_CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/")
+
+
+def signed_region(environ: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(access key, region) from a SigV4-signed request's credential scope, or None."""
+    found = _CREDENTIAL_SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    if found is None:
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        credential = (query.get("X-Amz-Credential") or [""])[0].split("/")
+        return (credential[0], credential[2]) if len(credential) >= 3 else None
+    return found.group(1), found.group(2)
+
+
+class RegionMiddleware:
+    """Calls `on_region(region)` before the first request a client signs for each region, so that
+    the embedded stack exists in every region a client uses, as it would if deployed there."""
+
+    def __init__(self, app: WSGIApp, on_region: Callable[[str], None]) -> None:
+        self.app = app
+        self.on_region = on_region
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        signed = signed_region(environ)
+        if signed is not None and signed[0] != SETUP_ACCESS_KEY:
+            self.on_region(signed[1])
+        return self.app(environ, start_response)
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
@@ -198,8 +233,11 @@ class EmbeddedAWS:
         *,
         verbose: bool = False,
         region: str = DEFAULT_REGION,
+        on_region: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
+        # Called (once per region is the callee's business) before a region's first request.
+        self.on_region = on_region
         # The registry at 127.0.0.1/localhost is this account and region's.
         self.region = region
         self.requested_port = port
@@ -253,7 +291,9 @@ class EmbeddedAWS:
             account=DEFAULT_ACCOUNT,
             region=lambda: self.region,
         )
-        app = BlobDownloadMiddleware(registry, on_reset=self._after_reset)
+        app: WSGIApp = BlobDownloadMiddleware(registry, on_reset=self._after_reset)
+        if self.on_region is not None:
+            app = RegionMiddleware(app, self.on_region)
         self._server = make_server(
             self.host,
             self.requested_port,
@@ -262,7 +302,7 @@ class EmbeddedAWS:
             request_handler=_request_handler(self.verbose),
         )
         # The download URLs must name the address we actually listen on (port 0 picks one).
-        ecr.configure(blobs=self._blobs, base_url=self.endpoint_url)
+        ecr.configure(blobs=self._blobs, base_url=self.endpoint_url, on_region=self.on_region)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="embedded-aws", daemon=True
         )

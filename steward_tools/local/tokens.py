@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from typing import Any
@@ -69,8 +70,18 @@ def verify_password(password: str, now: float | None = None) -> dict[str, Any]:
     return {"accessKeyId": access_key, "expiresAt": expires_at}
 
 
+# Any access key id in a SigV4 credential scope: moto's own pattern wants 20 capitals (AKIA…) and
+# answers AKIAEXAMPLE for others, such as the `testing` keys the README uses.
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+def caller_access_key(response: ECRResponse) -> str:
+    found = _CREDENTIAL.search(str(response.headers.get("Authorization", "")))
+    return found.group(1) if found else str(response.get_access_key())
+
+
 def _get_authorization_token(self: ECRResponse) -> ActionResult:
-    access_key = self.get_access_key()
+    access_key = caller_access_key(self)
     expires_at = time.time() + TOKEN_HOURS * 3600
     password = issue_password(access_key, expires_at)
     token = base64.b64encode(f"AWS:{password}".encode()).decode()

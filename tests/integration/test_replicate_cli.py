@@ -43,7 +43,8 @@ def test_replicate_backfill_dry_run_then_copy_then_nothing_left(aws, registry, p
     size = sum(len(b) for b in image.blobs.values())
 
     planned = cli("replicate", "--rule", "backfill-eu", "--dry-run")
-    assert f"1 images (0 copied, 0 already there, 0 failed), {size} bytes to move" in planned.output
+    planned_line = f"1 images (1 to copy, 0 already there, 0 failed), {size} bytes to move"
+    assert planned_line in planned.output
     eu = boto3.client("ecr", region_name="eu-west-1")
     assert eu.describe_repositories()["repositories"] == []
 
@@ -54,6 +55,13 @@ def test_replicate_backfill_dry_run_then_copy_then_nothing_left(aws, registry, p
 
     again = cli("replicate", "--rule", "backfill-eu")
     assert f"(0 copied, 1 already there, 0 failed), 0 bytes moved, {size} bytes" in again.output
+    dry_again = cli("replicate", "--rule", "backfill-eu", "--dry-run", "--json")
+    summary = json.loads(dry_again.stdout)  # the JSON alone on stdout
+    assert (summary["unchanged"], summary["bytes_planned"]) == (1, 0)
+    assert [r["status"] for r in summary["results"]] == ["unchanged"]
+    # Not a terminal: plain lines, no carriage returns of a progress bar.
+    assert "\r" not in planned.stderr + copied.stderr + dry_again.stderr
+    assert "replicate, images 1/1: 2.0 MiB in" in copied.stderr
 
 
 def test_replicate_native_writes_ecr_configuration_or_says_why(aws, policy_file) -> None:

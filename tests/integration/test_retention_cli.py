@@ -47,5 +47,8 @@ def test_plan_and_diff(registry: Registry, tmp_path: Any) -> None:
     assert diff.exit_code == 0, diff.output
     assert diff.output.startswith(f"+ {digests[1][:19]}…  v1  delete: ")
     assert "team/app: 1 more deleted, 0 more kept" in diff.output
+    diff_json = runner.invoke(main, ["retention", "diff", str(old), str(new), "-r", REPO, "--json"])
+    [change] = json.loads(diff_json.stdout)
+    assert change["digest"] == digests[1] and change["after"]["action"] == "delete"
     # Planning deleted nothing.
     assert len(list(registry.iter_images(REPO))) == 3
