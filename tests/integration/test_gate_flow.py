@@ -197,7 +197,9 @@ def test_critical_finding_is_quarantined_and_announced(
     assert removed == {"latest"}
 
 
-ALLOWLIST_POLICY = TOKENS + """
+ALLOWLIST_POLICY = (
+    TOKENS
+    + """
 gate:
   rules:
     - repositories: ["team/*"]
@@ -208,6 +210,7 @@ gate:
           reason: not reachable in this image
           expires: {expires}
 """
+)
 
 
 def test_allowlisted_cve_is_promoted(aws, registry, policy_file, gate_events) -> None:

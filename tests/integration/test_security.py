@@ -231,7 +231,8 @@ def test_health_names_no_path(secure_policy, policy_file) -> None:
 
 
 def test_a_jwt_without_sub_is_refused(secure_policy, issuer: Issuer) -> None:
-    for subject in ({}, {"sub": ""}, {"sub": "  "}):
+    subjects: list[dict[str, Any]] = [{}, {"sub": ""}, {"sub": "  "}]
+    for subject in subjects:
         token = issuer.token(repository="acme/app", ref="refs/heads/main", **subject)
         status, _, body = request("/v1/token", pull(), token)
         assert status == 401, (subject, body)
@@ -324,10 +325,17 @@ def test_the_jwks_file_is_parsed_once_and_each_token_decoded_once(
     parsed: list[int] = []
     decoded: list[int] = []
     real_parse, real_decode = authn._parse, authn.jwt.decode
-    monkeypatch.setattr(authn, "_parse", lambda d: parsed.append(1) or real_parse(d))
-    monkeypatch.setattr(
-        authn.jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k)
-    )
+
+    def parse(document: dict[str, Any]) -> Any:
+        parsed.append(1)
+        return real_parse(document)
+
+    def decode(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(authn, "_parse", parse)
+    monkeypatch.setattr(authn.jwt, "decode", decode)
     bearer = issuer.github("acme/app")
     for _ in range(5):
         assert request("/v1/token", pull(), bearer)[0] == 200
