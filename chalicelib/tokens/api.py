@@ -60,17 +60,22 @@ class Limits:
         self.callers = KeyedBuckets(settings.per_caller_per_second, settings.per_caller_burst)
 
 
-_LIMITS: dict[RateLimits, Limits] = {}
+# The limits in force and the setting they were built from (one policy at a time).
+_LIMITS: list[tuple[RateLimits, Limits]] = []
 _LIMITS_LOCK = threading.Lock()
 
 
 def limits_for(settings: RateLimits) -> Limits:
+    current = _LIMITS[0] if _LIMITS else None
+    if current is not None and current[0] is settings:
+        return current[1]  # the common case, without hashing the model
     with _LIMITS_LOCK:
-        found = _LIMITS.get(settings)
-        if found is None:
-            _LIMITS.clear()  # a new policy's limits replace the old ones
-            found = _LIMITS[settings] = Limits(settings)
-        return found
+        if _LIMITS and _LIMITS[0][0] == settings:
+            # A policy reload with the same limits keeps the buckets' state.
+            _LIMITS[0] = (settings, _LIMITS[0][1])
+        else:
+            _LIMITS[:] = [(settings, Limits(settings))]
+        return _LIMITS[0][1]
 
 
 def _forget_limits() -> None:

@@ -15,12 +15,14 @@ import json
 import threading
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jwt
 
+from chalicelib.kernel import aws
 from chalicelib.kernel.errors import shown
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import PROJECT_ROOT
@@ -66,6 +68,53 @@ def caller_from_bearer(
     raise Unauthenticated("unknown static key")
 
 
+# Tokens verified already, by sha256: a CI job presents the same JWT for every pull of a run, and
+# verifying costs more than the rest of the request. Bounded, and a hit still checks `exp`.
+VERIFIED_CACHE_SIZE = 1024
+
+
+class _Verified:
+    __slots__ = ("caller", "expires", "issuers")
+
+    def __init__(self, caller: Caller, expires: float, issuers: list[OidcIssuer]) -> None:
+        self.caller = caller
+        self.expires = expires
+        # Held, not copied: a policy reload makes a new list, and the identity test misses.
+        self.issuers = issuers
+
+
+_VERIFIED: OrderedDict[bytes, _Verified] = OrderedDict()
+_VERIFIED_LOCK = threading.Lock()
+
+
+def verify_jwt(token: str, issuers: list[OidcIssuer]) -> Caller:
+    """`_verify_jwt`, each token verified once per instance while it is valid."""
+    key = hashlib.sha256(token.encode()).digest()
+    now = time.time()
+    with _VERIFIED_LOCK:
+        hit = _VERIFIED.get(key)
+        if hit is not None:
+            _VERIFIED.move_to_end(key)
+    if hit is not None and hit.issuers is issuers and now < hit.expires:
+        return hit.caller
+    caller = _verify_jwt(token, issuers)
+    issuer = next(i for i in issuers if i.name == caller.issuer)
+    expires = float(caller.claims["exp"]) + issuer.leeway_seconds
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = _Verified(caller, expires, issuers)
+        while len(_VERIFIED) > VERIFIED_CACHE_SIZE:
+            _VERIFIED.popitem(last=False)
+    return caller
+
+
+def _forget_verified() -> None:
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
+
+
+aws.on_reset(_forget_verified)
+
+
 def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Header and claims, unverified: only to pick the issuer and its key. The one verifying
     decode is PyJWT's, which checks both again."""
@@ -84,7 +133,7 @@ def _b64(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def verify_jwt(token: str, issuers: list[OidcIssuer]) -> Caller:
+def _verify_jwt(token: str, issuers: list[OidcIssuer]) -> Caller:
     """Signature (the issuer's JWKS), `iss`, `aud`, `exp`, `nbf` and a non-empty `sub`."""
 
     header, unverified = _peek(token)

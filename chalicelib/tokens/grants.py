@@ -7,7 +7,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -68,21 +71,32 @@ def valid_repository(name: str) -> bool:
 
 def parse_request(query: Mapping[str, str], default_region: str) -> TokenRequest:
     """Validate the query string; BadRequest names the parameter and shows a bounded, escaped
-    excerpt of what was given."""
-    registry = (query.get("registry") or "").strip()
+    excerpt of what was given. Valid requests are remembered (bounded): a CI fleet asks the
+    same few questions over and over."""
+    return _parse_request(
+        query.get("registry") or "",
+        query.get("repository") or None,
+        query.get("access", "pull"),
+        query.get("format", "json"),
+        default_region,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _parse_request(
+    registry: str, repository: str | None, access: str, output: str, default_region: str
+) -> TokenRequest:
+    registry = registry.strip()
     if not registry:
         raise BadRequest("registry is required: an account id or an ECR registry host")
     try:
         parsed = parse_registry(registry, default_region)
     except InvalidRegistry as error:
         raise BadRequest(f"registry {shown(registry)} {error}") from None
-    repository = query.get("repository") or None
     if repository is not None and not valid_repository(repository):
         raise BadRequest(f"repository {shown(repository)} is not a valid ECR repository name")
-    access = query.get("access", "pull")
     if access not in ("pull", "push"):
         raise BadRequest(f"access must be pull or push, not {shown(access)}")
-    output = query.get("format", "json")
     if output not in ("json", "docker-config", "login"):
         raise BadRequest(f"format must be json, docker-config or login, not {shown(output)}")
     return TokenRequest(
@@ -122,7 +136,39 @@ def _claim_text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool | int | float) else str(value)
 
 
+_DecisionKey = tuple[int, str, str, str, str, str | None, str]
+_DECISIONS: OrderedDict[_DecisionKey, tuple[Caller, list[Grant], Decision]] = OrderedDict()
+_DECISIONS_LOCK = threading.Lock()
+DECISION_CACHE_SIZE = 1024
+
+
 def decide(caller: Caller, request: TokenRequest, grants: list[Grant]) -> Decision:
+    """`_decide`, remembered for the same caller object (the verified-token cache hands out one
+    per token) and grants list (a policy reload makes a new one); both are held by the entry,
+    so their ids cannot be reused while it lives."""
+    key = (
+        id(caller),
+        request.account,
+        request.region,
+        request.host,
+        request.partition,
+        request.repository,
+        request.access,
+    )
+    with _DECISIONS_LOCK:
+        hit = _DECISIONS.get(key)
+        if hit is not None and hit[0] is caller and hit[1] is grants:
+            _DECISIONS.move_to_end(key)
+            return hit[2]
+    decision = _decide(caller, request, grants)
+    with _DECISIONS_LOCK:
+        _DECISIONS[key] = (caller, grants, decision)
+        while len(_DECISIONS) > DECISION_CACHE_SIZE:
+            _DECISIONS.popitem(last=False)
+    return decision
+
+
+def _decide(caller: Caller, request: TokenRequest, grants: list[Grant]) -> Decision:
     """The first grant, in policy order, that allows the request; or the check that failed."""
     candidates = [g for g in grants if names_caller(g, caller)]
     if not candidates:

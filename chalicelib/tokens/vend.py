@@ -15,6 +15,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -157,6 +158,7 @@ def _session_name(scope: Scope) -> str:
 _SOURCE_IDENTITY_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
+@lru_cache(maxsize=1024)
 def source_identity(caller_id: str) -> str:
     """The caller as STS's SourceIdentity (2-64 of `[\\w+=,.@-]`): readable, and unique by a hash
     of the whole id wherever characters had to be replaced or cut."""

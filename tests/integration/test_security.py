@@ -336,8 +336,30 @@ def test_the_jwks_file_is_parsed_once_and_each_token_decoded_once(
 
     monkeypatch.setattr(authn, "_parse", parse)
     monkeypatch.setattr(authn.jwt, "decode", decode)
-    bearer = issuer.github("acme/app")
+    bearer, other = issuer.github("acme/app"), issuer.github("acme/app", run_id="2")
     for _ in range(5):
         assert request("/v1/token", pull(), bearer)[0] == 200
+        assert request("/v1/token", pull(), other)[0] == 200
     assert len(parsed) <= 1  # 0 when an earlier test of this process loaded the same keys
-    assert len(decoded) == 5
+    assert len(decoded) == 2  # one decode per token: a repeated token is verified already
+
+
+def test_a_remembered_token_is_verified_again_once_it_expires(
+    secure_policy, issuer: Issuer, monkeypatch
+) -> None:
+    verified: list[str] = []
+    real_verify = authn._verify_jwt
+
+    def verify(token: str, issuers: Any) -> Any:
+        verified.append(token)
+        return real_verify(token, issuers)
+
+    monkeypatch.setattr(authn, "_verify_jwt", verify)
+    bearer = issuer.github("acme/app", run_id="expiring")  # exp in 300 s, leeway 60 s
+    assert request("/v1/token", pull(), bearer)[0] == 200
+    assert request("/v1/token", pull(), bearer)[0] == 200
+    assert len(verified) == 1
+    later = authn.time.time() + 361
+    monkeypatch.setattr(authn.time, "time", lambda: later)
+    request("/v1/token", pull(), bearer)
+    assert len(verified) == 2
