@@ -7,6 +7,7 @@ import base64
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,14 +21,7 @@ from chalicelib.policy import PolicyError, current_policy
 from chalicelib.tokens import sts
 from chalicelib.tokens.api import Via, authenticate, error_response
 from chalicelib.tokens.grants import BadRequest, decide, parse_request
-from chalicelib.tokens.vend import (
-    VendedCredential,
-    role_arn_for,
-    role_partition,
-    source_identity,
-    utc_now,
-    vendor_for,
-)
+from chalicelib.tokens.vend import VendedCredential, source_identity, utc_now, vendor_for
 
 
 class _CacheHits:
@@ -116,17 +110,16 @@ def _token_response(
         return error_response(403, "forbidden", decision.reason, check=decision.check)
 
     scope = decision.scope
-    role_arn = role_arn_for(settings, request.account, request.partition)
-    if role_partition(role_arn) != scope.partition:
+    vendor = vendor_for(settings, request.account, request.partition)
+    if vendor.partition != scope.partition:
         count("TokensForbidden")
         return error_response(
             403,
             "forbidden",
             f"registry {request.host} is in partition {scope.partition}, the vending role in "
-            f"{role_partition(role_arn)}",
+            f"{vendor.partition}",
             check="registry",
         )
-    vendor = vendor_for(settings, request.account, request.partition)
     identity = source_identity(caller.id)
     try:
         vended = vendor.credential(scope, now, source_identity=identity)
@@ -170,8 +163,30 @@ def _token_response(
     return {
         "status_code": 200,
         "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
-        "body": render(credential, scope, request.format),
+        "body": _rendered(credential, scope, request.format),
     }
+
+
+_RENDERED: OrderedDict[tuple[int, Scope, str], tuple[VendedCredential, dict[str, Any]]] = (
+    OrderedDict()
+)
+_RENDERED_LOCK = threading.Lock()
+
+
+def _rendered(credential: VendedCredential, scope: Scope, output: str) -> dict[str, Any]:
+    """`render`, once per credential (held by the entry, so its id is not reused) and format:
+    a cached credential's answer does not change until the credential does."""
+    key = (id(credential), scope, output)
+    with _RENDERED_LOCK:
+        hit = _RENDERED.get(key)
+    if hit is not None and hit[0] is credential:
+        return hit[1]
+    body = render(credential, scope, output)
+    with _RENDERED_LOCK:
+        _RENDERED[key] = (credential, body)
+        while len(_RENDERED) > 1024:
+            _RENDERED.popitem(last=False)
+    return body
 
 
 def render(credential: VendedCredential, scope: Scope, output: str) -> dict[str, Any]:

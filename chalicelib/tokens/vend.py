@@ -70,6 +70,7 @@ class TokenVendor:
         cache_size: int = CACHE_SIZE,
     ) -> None:
         self.role_arn = role_arn
+        self.partition = role_partition(role_arn)
         self.session_seconds = session_seconds
         self.refresh_before = refresh_before
         self.cache_size = cache_size
@@ -195,6 +196,9 @@ def vendor_for(settings: TokenSettings, account: str, partition: str = "aws") ->
     """One vendor (one cache) per role and timing settings, for the warm container's life."""
     role_arn = role_arn_for(settings, account, partition)
     key = (role_arn, settings.session_seconds, settings.refresh_before_seconds)
+    found = _VENDORS.get(key)
+    if found is not None:
+        return found  # the common case, without the lock (dict reads are atomic)
     with _VENDORS_LOCK:
         if key not in _VENDORS:
             _VENDORS[key] = TokenVendor(
