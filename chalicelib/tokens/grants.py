@@ -66,7 +66,7 @@ class Unauthenticated(Exception):
 
 
 def valid_repository(name: str) -> bool:
-    return len(name) <= 256 and REPOSITORY_RE.fullmatch(name) is not None
+    return 2 <= len(name) <= 256 and REPOSITORY_RE.fullmatch(name) is not None
 
 
 def parse_request(query: Mapping[str, str], default_region: str) -> TokenRequest:
