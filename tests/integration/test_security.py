@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from click.testing import CliRunner
 from moto.sts.models import sts_backends
 
 import app
@@ -20,6 +21,7 @@ from chalicelib.kernel import aws as kernel_aws
 from chalicelib.kernel.aws import reset as reset_clients
 from chalicelib.kernel.settings import get_settings
 from chalicelib.tokens import authn
+from steward_tools.cli import main
 from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.local.tokens import credential_of
 from tests.integration.test_tokens import ACCOUNT, api_event, pull
@@ -363,3 +365,13 @@ def test_a_remembered_token_is_verified_again_once_it_expires(
     monkeypatch.setattr(authn.time, "time", lambda: later)
     request("/v1/token", pull(), bearer)
     assert len(verified) == 2
+
+
+def test_policy_validate_warns_about_an_unprotected_promotion_tag(tmp_path: Path) -> None:
+    """A warning, not a refusal: the policy is valid and the service runs on it."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text("gate:\n  rules:\n    - repositories: ['team/*']\n")
+    result = CliRunner().invoke(main, ["policy", "validate", str(policy)])
+    assert result.exit_code == 0
+    assert "valid" in result.output
+    assert "warning: gate.rules[0].promotion_tags: 'approved' on 'team/*'" in result.output
