@@ -91,7 +91,7 @@ def serve_and_measure(requests: int, threads: int) -> dict[str, float]:
             one_health()
             # Alternating rounds, so that the machine's load weighs on both alike.
             token_seconds = health_seconds = 0.0
-            rounds = 10
+            rounds = 50  # short rounds: a burst of load from elsewhere hits both alike
             for _ in range(rounds):
                 started = time.perf_counter()
                 for _ in range(requests // rounds):
