@@ -86,16 +86,25 @@ def gate_sweep(event: Any) -> dict[str, Any]:
 
 @app.route("/v1/images/{repository}/{digest}/gate", methods=["GET"])
 def gate_decision(repository: str, digest: str) -> Response:
-    """The scan gate's record for one image. A repository name's slashes are URL-encoded
-    (`team%2Fapp`), so the name is one path segment."""
+    """The scan gate's record for one image, for a bearer token whose grant covers the
+    repository. A repository name's slashes are URL-encoded (`team%2Fapp`): one path segment."""
     from urllib.parse import unquote
 
-    from chalicelib.gate.sweep import gate_status
+    from chalicelib.gate_api import gate_response
 
-    record = gate_status(unquote(repository), unquote(digest))
-    if record is None:
-        return Response(body={"message": "no gate record for this image"}, status_code=404)
-    return Response(body=record, status_code=200)
+    request = app.current_request
+    return Response(**gate_response(request, unquote(repository), unquote(digest), via="bearer"))
+
+
+@app.route("/v1/images/{repository}/{digest}/gate/iam", methods=["GET"], authorizer=IAMAuthorizer())
+def gate_decision_iam(repository: str, digest: str) -> Response:
+    """The same, for a caller API Gateway authenticated by SigV4 (its IAM principal)."""
+    from urllib.parse import unquote
+
+    from chalicelib.gate_api import gate_response
+
+    request = app.current_request
+    return Response(**gate_response(request, unquote(repository), unquote(digest), via="iam"))
 
 
 @app.schedule("rate(1 hour)", name="start_sweep")

@@ -16,15 +16,17 @@ Configuration (environment):
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 
 class TokenApiError(Exception):
@@ -34,6 +36,69 @@ class TokenApiError(Exception):
         super().__init__(f"{status}: {message}" if status else message)
         self.status = status
         self.check = check
+
+
+class UnsafeUrl(ValueError):
+    pass
+
+
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(url: str) -> str:
+    """The API URL if it is HTTPS (or plain HTTP to this machine); a bearer token must never
+    cross the network in clear."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and _loopback(parts.hostname):
+        return url
+    raise UnsafeUrl(
+        f"the token API URL must be https:// (http:// only to loopback), not {url[:100]!r}"
+    )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+class _CredentialSafeRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib copies every header, `Authorization` included, onto a redirect: to another host
+    (or scheme, or port) it goes without it, and never from HTTPS to plain HTTP off loopback."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        try:
+            check_api_url(newurl)
+        except UnsafeUrl:
+            raise urllib.error.HTTPError(
+                newurl, code, "refused a redirect to a non-HTTPS URL", headers, fp
+            ) from None
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for name in ("Authorization", "Cookie"):
+                new.remove_header(name)
+                new.unredirected_hdrs.pop(name, None)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_CredentialSafeRedirects())
 
 
 def caller_token(environ: dict[str, str] | None = None) -> str:
@@ -51,7 +116,7 @@ def caller_token(environ: dict[str, str] | None = None) -> str:
             f"{request_url}&audience={audience}",
             headers={"Authorization": f"Bearer {request_token}"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with _OPENER.open(request, timeout=10) as response:
             return str(json.load(response)["value"])
     raise TokenApiError(0, "no caller token: set STEWARD_TOKEN or STEWARD_TOKEN_FILE")
 
@@ -67,13 +132,17 @@ def fetch_token(
     timeout: float = 15.0,
 ) -> dict[str, Any]:
     """GET /v1/token; the parsed JSON body, or TokenApiError with the API's message."""
+    try:
+        check_api_url(api_url)
+    except UnsafeUrl as error:
+        raise TokenApiError(0, str(error)) from None
     query = {"registry": registry, "access": access, "format": output}
     if repository:
         query["repository"] = repository
     url = f"{api_url.rstrip('/')}/v1/token?{urllib.parse.urlencode(query)}"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {bearer}"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             body: dict[str, Any] = json.load(response)
             return body
     except urllib.error.HTTPError as error:
@@ -139,9 +208,7 @@ def _servers() -> dict[str, str]:
 
 
 def _save_servers(servers: dict[str, str]) -> None:
-    path = _state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(servers, indent=2, sort_keys=True))
+    write_private(_state_file(), json.dumps(servers, indent=2, sort_keys=True))
 
 
 def credential_helper(
@@ -203,18 +270,46 @@ def docker_credential_main() -> None:
 # --- steward login -------------------------------------------------------------------------------
 
 
-def merge_docker_config(path: Path, fragment: dict[str, Any]) -> None:
-    """Add the `auths` fragment to docker's config.json, keeping everything else in it."""
-    try:
-        config: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        config = {}
-    config.setdefault("auths", {}).update(fragment["auths"])
+class ConfigUnreadable(Exception):
+    pass
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, readable by its owner only from the first byte:
+    mkstemp creates the file 0600 under an unpredictable name in the same directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(config, indent=2))
-    temporary.chmod(0o600)
-    temporary.replace(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def merge_docker_config(path: Path, fragment: dict[str, Any]) -> None:
+    """Add the `auths` fragment to docker's config.json, keeping everything else in it. A
+    config that cannot be read is left alone (ConfigUnreadable): replacing it would drop its
+    credsStore, credHelpers and every other key."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = "{}"
+    except OSError as error:
+        raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        config = json.loads(text) if text.strip() else {}
+    except ValueError as error:
+        raise ConfigUnreadable(
+            f"{path} is not valid JSON ({error}); fix or move it, it was not changed"
+        ) from None
+    if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
+        raise ConfigUnreadable(f"{path} is not a docker config object; it was not changed")
+    config.setdefault("auths", {}).update(fragment["auths"])
+    write_private(path, json.dumps(config, indent=2))
 
 
 def docker_login(body: dict[str, Any], docker: str = "docker") -> int:

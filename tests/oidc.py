@@ -55,7 +55,9 @@ class Issuer:
         )
 
 
-def policy_yaml(jwks_file: Path, *, static_sha256: str = "", extra_grants: str = "") -> str:
+def policy_yaml(
+    jwks_file: Path, *, static_sha256: str = "", extra_grants: str = "", rate_limits: str = ""
+) -> str:
     """A policy with a GitHub issuer, two grants of different scope, and a static key."""
     static = (
         f"""
@@ -75,8 +77,9 @@ def policy_yaml(jwks_file: Path, *, static_sha256: str = "", extra_grants: str =
         if static_sha256
         else ""
     )
+    limits = f"\n  rate_limits: {rate_limits}" if rate_limits else ""
     return f"""
-tokens:
+tokens:{limits}
   issuers:
     - name: github
       issuer: {GITHUB_ISSUER}

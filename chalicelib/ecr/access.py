@@ -42,6 +42,10 @@ class Scope(BaseModel):
     region: str
     repositories: tuple[str, ...]
     access: Access
+    partition: str = "aws"
+    # The registry host docker logs in to (FIPS and China hosts keep theirs); "" for the
+    # region's standard host.
+    host: str = ""
 
 
 def session_policy(scope: Scope, partition: str = "aws") -> str:

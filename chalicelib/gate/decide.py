@@ -167,6 +167,23 @@ def _decide_index(
     )
 
 
+def unowned_tags(rule: GateRule, digest: str, current_tags: list[str]) -> list[TagAction]:
+    """The promotion and quarantine tags on an image the gate has never decided: whoever put
+    them there did not go through the gate (a push of `:approved`), so they come off at once,
+    before anything deploys the unscanned image by them."""
+    quarantine_tag = render_quarantine_tag(rule.quarantine_tag, digest)
+    return [
+        TagAction(
+            action="remove",
+            tag=tag,
+            reason=f"{'promotion' if tag in rule.promotion_tags else 'quarantine'} tag not put "
+            "by the gate: the image is not decided",
+        )
+        for tag in sorted(set(current_tags))
+        if tag in rule.promotion_tags or tag == quarantine_tag
+    ]
+
+
 def plan_tags(
     rule: GateRule, verdict: Verdict, digest: str, current_tags: list[str]
 ) -> list[TagAction]:

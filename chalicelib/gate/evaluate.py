@@ -12,7 +12,7 @@ from chalicelib.ecr.errors import RegistryError
 from chalicelib.ecr.gateway import Registry
 from chalicelib.ecr.models import Finding
 from chalicelib.events.models import SEVERITIES
-from chalicelib.gate.decide import COMPLETE_STATUSES, decide, plan_tags
+from chalicelib.gate.decide import COMPLETE_STATUSES, decide, plan_tags, unowned_tags
 from chalicelib.gate.findings import findings_from
 from chalicelib.gate.records import (
     ChildRef,
@@ -114,6 +114,10 @@ class Gate:
                 "reasons": decision.reasons,
             },
         )
+        revoked = False
+        if decision.verdict == "pending" and record.decided_at is None and image.tags:
+            record.tags = self._revoke(record, rule, image.tags)
+            revoked = any(a.outcome == "applied" for a in record.tags)
         if decision.verdict != "pending":
             record.decided_at = self.now
             # Untagged manifests (index children, pushes by digest) cannot be pulled by name:
@@ -138,7 +142,7 @@ class Gate:
             # is announced through its index. Announced before it is recorded, so a failed
             # put_events is retried with the event rather than lost.
             changed = previous != (record.status, decision.reasons) or not was_applied
-            if record.applied and changed and self.publish:
+            if (revoked or (record.applied and changed)) and self.publish:
                 publish_decision(record)
             self.store.put(record)
         if cascade and decision.verdict != "pending":
@@ -221,6 +225,30 @@ class Gate:
                 )
             )
         return verdicts
+
+    def _revoke(self, record: GateRecord, rule: GateRule, tags: list[str]) -> list[TagAction]:
+        """Take the gate's tags off an undecided image. ECR deletes an image whose last tag
+        goes: an image pushed only as `:approved` is gone, which is what it asked for."""
+        actions = unowned_tags(rule, record.digest, tags)
+        if not actions or self.dry_run:
+            return actions
+        removed = self.registry.delete_images(
+            record.repository,
+            [{"imageDigest": record.digest, "imageTag": a.tag} for a in actions],
+        )
+        gone = {entry.get("imageTag") for entry in removed.deleted}
+        for action in actions:
+            action.outcome = "applied" if action.tag in gone else "failed"
+        count("GateTagsRevoked", len(gone))
+        logger().warning(
+            "gate tags not put by the gate removed",
+            extra={
+                "repository": record.repository,
+                "digest": record.digest,
+                "tags": sorted(t for t in gone if t),
+            },
+        )
+        return actions
 
     def _apply(self, record: GateRecord, rule: GateRule, tags: list[str]) -> list[TagAction]:
         actions = plan_tags(rule, record.status, record.digest, tags)

@@ -37,6 +37,15 @@ def describe(error: ValidationError) -> str:
     return "; ".join(f"{field_path(tuple(p['loc']))}: {p['msg']}" for p in error.errors())
 
 
+def shown(value: object, limit: int = 64) -> str:
+    """Caller input fit to echo in an answer or a log line: escaped (repr: no newline or control
+    character gets through) and at most `limit` characters of it, saying how long it was."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 # --- AWS call failures ---------------------------------------------------------------------------
 
 # Error codes AWS services use for "slow down" (ECR, STS, SQS, EventBridge, SSM, DynamoDB).

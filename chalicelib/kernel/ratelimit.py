@@ -8,8 +8,10 @@ still absorb whatever throttling other clients of the same account cause.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 # Default rate quotas per account and region (Service Quotas, API rate quotas), keyed by the
@@ -65,6 +67,18 @@ class TokenBucket:
             self._sleep(wait)
         return wait
 
+    def try_acquire(self, tokens: float = 1.0, *, take: bool = True) -> float:
+        """Take `tokens` if they are there now and return 0; otherwise take nothing and return
+        the seconds until they will be (a request refused with 429 does not queue). With
+        `take=False`, only tell."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= tokens:
+                if take:
+                    self._tokens -= tokens
+                return 0.0
+            return (tokens - self._tokens) / self.rate
+
 
 class RateLimiter:
     """One bucket per operation; callable as the gateway's `limiter(operation)` hook."""
@@ -85,6 +99,47 @@ class RateLimiter:
         bucket = self.buckets.get(operation)
         if bucket is not None:
             bucket.acquire()
+
+
+class KeyedBuckets:
+    """One bucket per key (a caller, a source address), the `size` most recently used kept: a
+    flood of new keys evicts old buckets instead of growing memory. An evicted key starts again
+    with a full bucket, so `size` must exceed the keys active within one refill."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        size: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.size = size
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def try_acquire(self, key: str, *, take: bool = True) -> float:
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = TokenBucket(self.rate, self.burst, clock=self._clock)
+                self._buckets[key] = bucket
+                if len(self._buckets) > self.size:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+        return bucket.try_acquire(take=take)
+
+
+def retry_after(seconds: float) -> str:
+    """A `Retry-After` header value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
 
 
 _LIMITERS: dict[tuple[str, str], RateLimiter] = {}

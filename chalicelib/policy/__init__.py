@@ -21,7 +21,7 @@ from chalicelib.policy.gate import GatePolicy
 from chalicelib.policy.governance import GovernancePolicy
 from chalicelib.policy.replication import ReplicationRules
 from chalicelib.policy.retention import RetentionSettings
-from chalicelib.policy.selection import rules_for
+from chalicelib.policy.selection import matches_any, rules_for
 from chalicelib.policy.tagging import TaggingRule
 from chalicelib.policy.tokens import TokenSettings
 
@@ -119,6 +119,31 @@ def load_policy(path: Path) -> LoadedPolicy:
     except OSError as error:
         raise PolicyError(str(path), [("(file)", error.strerror or str(error))]) from error
     return parse_policy(text, str(path))
+
+
+def policy_warnings(policy: Policy) -> list[str]:
+    """What is valid but unsafe, one line each with the field path: a promotion tag no
+    governance rule protects (a tag immutability exclusion naming it, or a repository policy)
+    on every repository the gate rule covers. Anyone who can push there can push the tag; the
+    gate removes it when the push event arrives, but an immediate pull could take it first."""
+    warnings = []
+    for index, rule in enumerate(policy.gate.rules):
+        for tag in rule.promotion_tags:
+            for glob in rule.repositories:
+                covering = [
+                    g for g in policy.governance.repositories if matches_any(glob, g.repositories)
+                ]
+                if not any(
+                    matches_any(tag, g.mutability_exclusions or [])
+                    or isinstance(g.repository_policy, dict)
+                    for g in covering
+                ):
+                    warnings.append(
+                        f"gate.rules[{index}].promotion_tags: {tag!r} on {glob!r} is not "
+                        "protected by a governance tag immutability exclusion or repository "
+                        "policy; anyone with push rights can push it until the gate removes it"
+                    )
+    return warnings
 
 
 def policy_schema() -> dict[str, Any]:

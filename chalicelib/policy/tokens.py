@@ -84,6 +84,23 @@ class Grant(BaseModel):
         return self
 
 
+class RateLimits(BaseModel):
+    """Requests each warm function instance answers before 429 (`Retry-After`). API Gateway's
+    stage throttling and usage plan (the deployed template) bound the whole API; these bound one
+    caller, one source address and the instance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # hashable: the buckets key on it
+
+    per_caller_per_second: float = Field(default=5, gt=0, description="Per authenticated caller.")
+    per_caller_burst: int = Field(default=20, ge=1)
+    per_address_per_second: float = Field(
+        default=10, gt=0, description="Per source address, counted before authentication."
+    )
+    per_address_burst: int = Field(default=40, ge=1)
+    global_per_second: float = Field(default=200, gt=0, description="Every request together.")
+    global_burst: int = Field(default=400, ge=1)
+
+
 class TokenSettings(BaseModel):
     """The `tokens:` section of the policy."""
 
@@ -105,6 +122,7 @@ class TokenSettings(BaseModel):
     issuers: list[OidcIssuer] = Field(default_factory=list)
     static_keys: list[StaticKey] = Field(default_factory=list)
     grants: list[Grant] = Field(default_factory=list)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
 
     @model_validator(mode="after")
     def _references(self) -> TokenSettings:

@@ -7,24 +7,24 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from chalicelib.ecr.access import Access, Scope
+from chalicelib.kernel.errors import shown
 from chalicelib.policy.tokens import Grant
+from chalicelib.tokens.hosts import InvalidRegistry, parse_registry
 
-ACCOUNT_RE = re.compile(r"^\d{12}$")
-
-
-REGISTRY_HOST_RE = re.compile(
-    r"^(?:https?://)?(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
-    r"\.amazonaws\.com(?:\.cn)?/?$"
+# ECR's repository name pattern, ASCII only; always fullmatch (`$` would let a newline through).
+REPOSITORY_RE = re.compile(
+    r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*", re.ASCII
 )
-
-
-REPOSITORY_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 
 
 class Caller(BaseModel):
@@ -37,6 +37,8 @@ class Caller(BaseModel):
 class TokenRequest(BaseModel):
     account: str
     region: str
+    partition: str = "aws"
+    host: str = ""
     repository: str | None
     access: Access
     format: Literal["json", "docker-config", "login"] = "json"
@@ -55,33 +57,53 @@ class BadRequest(ValueError):
 
 
 class Unauthenticated(Exception):
-    pass
+    """`presented`: whether the request carried a credential at all (RFC 6750 answers a missing
+    one without an error code, a bad one with `invalid_token`)."""
+
+    def __init__(self, message: str, *, presented: bool = True) -> None:
+        super().__init__(message)
+        self.presented = presented
+
+
+def valid_repository(name: str) -> bool:
+    return 2 <= len(name) <= 256 and REPOSITORY_RE.fullmatch(name) is not None
 
 
 def parse_request(query: Mapping[str, str], default_region: str) -> TokenRequest:
-    """Validate the query string; BadRequest names the parameter."""
-    registry = (query.get("registry") or "").strip()
+    """Validate the query string; BadRequest names the parameter and shows a bounded, escaped
+    excerpt of what was given. Valid requests are remembered (bounded): a CI fleet asks the
+    same few questions over and over."""
+    return _parse_request(
+        query.get("registry") or "",
+        query.get("repository") or None,
+        query.get("access", "pull"),
+        query.get("format", "json"),
+        default_region,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _parse_request(
+    registry: str, repository: str | None, access: str, output: str, default_region: str
+) -> TokenRequest:
+    registry = registry.strip()
     if not registry:
         raise BadRequest("registry is required: an account id or an ECR registry host")
-    host = REGISTRY_HOST_RE.match(registry)
-    if host:
-        account, region = host["account"], host["region"]
-    elif ACCOUNT_RE.match(registry):
-        account, region = registry, default_region
-    else:
-        raise BadRequest(f"registry {registry!r} is neither a 12-digit account id nor an ECR host")
-    repository = query.get("repository") or None
-    if repository is not None and (len(repository) > 256 or not REPOSITORY_RE.match(repository)):
-        raise BadRequest(f"repository {repository!r} is not a valid ECR repository name")
-    access = query.get("access", "pull")
+    try:
+        parsed = parse_registry(registry, default_region)
+    except InvalidRegistry as error:
+        raise BadRequest(f"registry {shown(registry)} {error}") from None
+    if repository is not None and not valid_repository(repository):
+        raise BadRequest(f"repository {shown(repository)} is not a valid ECR repository name")
     if access not in ("pull", "push"):
-        raise BadRequest(f"access must be pull or push, not {access!r}")
-    output = query.get("format", "json")
+        raise BadRequest(f"access must be pull or push, not {shown(access)}")
     if output not in ("json", "docker-config", "login"):
-        raise BadRequest(f"format must be json, docker-config or login, not {output!r}")
+        raise BadRequest(f"format must be json, docker-config or login, not {shown(output)}")
     return TokenRequest(
-        account=account,
-        region=region,
+        account=parsed.account,
+        region=parsed.region,
+        partition=parsed.partition,
+        host=parsed.host,
         repository=repository,
         access=access,
         format=output,
@@ -114,7 +136,39 @@ def _claim_text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool | int | float) else str(value)
 
 
+_DecisionKey = tuple[int, str, str, str, str, str | None, str]
+_DECISIONS: OrderedDict[_DecisionKey, tuple[Caller, list[Grant], Decision]] = OrderedDict()
+_DECISIONS_LOCK = threading.Lock()
+DECISION_CACHE_SIZE = 1024
+
+
 def decide(caller: Caller, request: TokenRequest, grants: list[Grant]) -> Decision:
+    """`_decide`, remembered for the same caller object (the verified-token cache hands out one
+    per token) and grants list (a policy reload makes a new one); both are held by the entry,
+    so their ids cannot be reused while it lives."""
+    key = (
+        id(caller),
+        request.account,
+        request.region,
+        request.host,
+        request.partition,
+        request.repository,
+        request.access,
+    )
+    with _DECISIONS_LOCK:
+        hit = _DECISIONS.get(key)
+        if hit is not None and hit[0] is caller and hit[1] is grants:
+            _DECISIONS.move_to_end(key)
+            return hit[2]
+    decision = _decide(caller, request, grants)
+    with _DECISIONS_LOCK:
+        _DECISIONS[key] = (caller, grants, decision)
+        while len(_DECISIONS) > DECISION_CACHE_SIZE:
+            _DECISIONS.popitem(last=False)
+    return decision
+
+
+def _decide(caller: Caller, request: TokenRequest, grants: list[Grant]) -> Decision:
     """The first grant, in policy order, that allows the request; or the check that failed."""
     candidates = [g for g in grants if names_caller(g, caller)]
     if not candidates:
@@ -156,6 +210,8 @@ def decide(caller: Caller, request: TokenRequest, grants: list[Grant]) -> Decisi
         region=request.region,
         repositories=tuple(grant.repositories),
         access=grant.access if request.access == "push" else "pull",
+        partition=request.partition,
+        host=request.host,
     )
     return Decision(
         granted=True,

@@ -4,48 +4,71 @@ line and a metric, never the token)."""
 from __future__ import annotations
 
 import base64
+import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from chalicelib.ecr.access import Scope
 from chalicelib.ecr.errors import RegistryError, Throttled
-from chalicelib.kernel.observability import count, flushes_metrics, logger
+from chalicelib.kernel.errors import shown
+from chalicelib.kernel.observability import count, flush_metrics, logger, metrics
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import PolicyError, current_policy
 from chalicelib.tokens import sts
-from chalicelib.tokens.authn import JwksUnavailable, caller_from_bearer, caller_from_iam
-from chalicelib.tokens.grants import BadRequest, Unauthenticated, decide, parse_request
-from chalicelib.tokens.vend import VendedCredential, utc_now, vendor_for
+from chalicelib.tokens.api import Via, authenticate, error_response
+from chalicelib.tokens.grants import BadRequest, decide, parse_request
+from chalicelib.tokens.vend import VendedCredential, source_identity, utc_now, vendor_for
 
 
-def _error(status: int, error: str, message: str, **extra: Any) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json"}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="ecr-steward"'
-    if status in (429, 503):
-        headers["Retry-After"] = "5"
-    return {
-        "status_code": status,
-        "headers": headers,
-        "body": {"error": error, "message": message, **extra},
-    }
+class _CacheHits:
+    """Cache hits are most requests, and an EMF line for each cost a third of a cached request:
+    they are added up here and counted (TokensVended) by the first request at least a second
+    after the last count, or by any request that counts something else."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.counted_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self) -> None:
+        with self.lock:
+            self.pending += 1
+            if time.monotonic() - self.counted_at < 1.0:
+                return
+        self.drain()
+
+    def drain(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, 0
+            self.counted_at = time.monotonic()
+        if pending:
+            count("TokensVended", pending)
 
 
-@flushes_metrics
-def token_response(
-    request: Any, *, via: Literal["bearer", "iam"], now: datetime | None = None
-) -> dict[str, Any]:
+_HITS = _CacheHits()
+
+
+def token_response(request: Any, *, via: Via, now: datetime | None = None) -> dict[str, Any]:
     """The whole of `GET /v1/token` (and `/v1/token/iam`) for a Chalice request: the keyword
-    arguments of a Chalice Response. Every outcome is logged, never the credential."""
+    arguments of a Chalice Response. Every outcome is logged, never the credential. Metrics
+    are written as one EMF line when the request counted any (see `_CacheHits`)."""
 
-    return _token_response(
-        request.query_params or {},
-        request.headers,
-        request.context,
-        via=via,
-        now=now or utc_now(),
-    )
+    try:
+        return _token_response(
+            request.query_params or {},
+            request.headers,
+            request.context,
+            via=via,
+            now=now or utc_now(),
+        )
+    finally:
+        if metrics().metric_set:
+            _HITS.drain()
+            flush_metrics()
 
 
 def _token_response(
@@ -53,32 +76,23 @@ def _token_response(
     headers: Mapping[str, str],
     context: Mapping[str, Any] | None,
     *,
-    via: Literal["bearer", "iam"],
+    via: Via,
     now: datetime,
 ) -> dict[str, Any]:
 
     log = logger()
     try:
+        settings = current_policy().policy.tokens
+    except PolicyError:
+        return error_response(503, "policy_invalid", "the service's policy is invalid")
+    caller = authenticate(headers, context, settings, via=via, route="token")
+    if isinstance(caller, dict):
+        return caller
+    request_id = str((context or {}).get("requestId") or "")
+    try:
         request = parse_request(query, get_settings().region)
     except BadRequest as error:
-        return _error(400, "bad_request", str(error))
-    try:
-        settings = current_policy().policy.tokens
-    except PolicyError as error:
-        return _error(503, "policy_invalid", f"the service's policy is invalid: {error.source}")
-    try:
-        if via == "iam":
-            caller = caller_from_iam(context)
-        else:
-            caller = caller_from_bearer(
-                headers.get("authorization"), settings, local=not get_settings().deployed
-            )
-    except Unauthenticated as error:
-        log.warning("token refused", extra={"status": 401, "reason": str(error)})
-        count("TokensUnauthenticated")
-        return _error(401, "unauthenticated", str(error))
-    except JwksUnavailable as error:
-        return _error(503, "unavailable", str(error))
+        return error_response(400, "bad_request", str(error))
 
     decision = decide(caller, request, settings.grants)
     if not decision.granted or decision.scope is None:
@@ -87,49 +101,92 @@ def _token_response(
             extra={
                 "status": 403,
                 "caller": caller.id,
+                "request_id": request_id,
                 "check": decision.check,
-                "reason": decision.reason,
+                "reason": decision.reason[:300],
             },
         )
         count("TokensForbidden")
-        return _error(403, "forbidden", decision.reason, check=decision.check)
+        return error_response(403, "forbidden", decision.reason, check=decision.check)
 
     scope = decision.scope
-    vendor = vendor_for(settings, request.account)
+    vendor = vendor_for(settings, request.account, request.partition)
+    if vendor.partition != scope.partition:
+        count("TokensForbidden")
+        return error_response(
+            403,
+            "forbidden",
+            f"registry {request.host} is in partition {scope.partition}, the vending role in "
+            f"{vendor.partition}",
+            check="registry",
+        )
+    identity = source_identity(caller.id)
     try:
-        vended = vendor.credential(scope, now)
+        vended = vendor.credential(scope, now, source_identity=identity)
     except (sts.StsError, RegistryError) as error:
         throttled = isinstance(error, sts.StsThrottled | Throttled)
         log.error(
             "token vending failed",
-            extra={"caller": caller.id, "grant": scope.grant, "code": error.code},
+            extra={"caller": caller.id, "grant": scope.grant, "code": shown(error.code)},
         )
         if throttled:
             count("TokensThrottled")
-            return _error(429, "throttled", f"AWS is throttling credential requests ({error.code})")
+            return error_response(
+                429, "throttled", f"AWS is throttling credential requests ({error.code})"
+            )
         count("TokensUnavailable")
         if error.transient:
-            return _error(503, "unavailable", f"AWS is unavailable ({error.code})")
-        return _error(503, "unavailable", f"AWS refused the vending role ({error.code})")
+            return error_response(503, "unavailable", f"AWS is unavailable ({error.code})")
+        return error_response(503, "unavailable", f"AWS refused the vending role ({error.code})")
 
     credential = vended.credential
-    log.info(
-        "token vended",
-        extra={
-            "caller": caller.id,
-            "grant": scope.grant,
-            "scope": scope.model_dump(mode="json"),
-            "expires_at": credential.expires_at.isoformat(),
-            "cached": vended.cached,
-        },
-    )
-    count("TokensVended")
-    count("TokenCacheHits" if vended.cached else "TokenCacheMisses")
+    # The audit record: who (caller, as CloudTrail's SourceIdentity names them) got what scope.
+    if log.log_level <= logging.INFO:  # its fields cost a tenth of a cached request to build
+        log.info(
+            "token vended",
+            extra={
+                "caller": caller.id,
+                "caller_kind": caller.kind,
+                "source_identity": identity,
+                "request_id": request_id,
+                "grant": scope.grant,
+                "scope": scope.model_dump(mode="json"),
+                "expires_at": credential.expires_at.isoformat(),
+                "cached": vended.cached,
+            },
+        )
+    if vended.cached:
+        _HITS.add()
+    else:
+        count("TokensVended")
+        count("TokenCacheMisses")
     return {
         "status_code": 200,
         "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
-        "body": render(credential, scope, request.format),
+        "body": _rendered(credential, scope, request.format),
     }
+
+
+_RENDERED: OrderedDict[tuple[int, Scope, str], tuple[VendedCredential, dict[str, Any]]] = (
+    OrderedDict()
+)
+_RENDERED_LOCK = threading.Lock()
+
+
+def _rendered(credential: VendedCredential, scope: Scope, output: str) -> dict[str, Any]:
+    """`render`, once per credential (held by the entry, so its id is not reused) and format:
+    a cached credential's answer does not change until the credential does."""
+    key = (id(credential), scope, output)
+    with _RENDERED_LOCK:
+        hit = _RENDERED.get(key)
+    if hit is not None and hit[0] is credential:
+        return hit[1]
+    body = render(credential, scope, output)
+    with _RENDERED_LOCK:
+        _RENDERED[key] = (credential, body)
+        while len(_RENDERED) > 1024:
+            _RENDERED.popitem(last=False)
+    return body
 
 
 def render(credential: VendedCredential, scope: Scope, output: str) -> dict[str, Any]:

@@ -51,16 +51,23 @@ class AssumedSession(BaseModel):
 
 
 def assume_role(
-    role_arn: str, session_name: str, session_policy: str, duration_seconds: int
+    role_arn: str,
+    session_name: str,
+    session_policy: str,
+    duration_seconds: int,
+    source_identity: str | None = None,
 ) -> AssumedSession:
     """sts:AssumeRole with an inline session policy: the session may do only what both the
-    role's policy and the session policy allow."""
+    role's policy and the session policy allow. `source_identity` names the caller on every
+    CloudTrail record the session makes (the role's trust policy allows sts:SetSourceIdentity)."""
+    extra = {"SourceIdentity": source_identity} if source_identity else {}
     try:
         response = aws.sts().assume_role(
             RoleArn=role_arn,
             RoleSessionName=session_name,
             Policy=session_policy,
             DurationSeconds=duration_seconds,
+            **extra,
         )
     except Exception as error:  # botocore raises several unrelated types
         raise _translate(error) from error

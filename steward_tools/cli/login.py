@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from steward_tools.credhelper import (
+    ConfigUnreadable,
     TokenApiError,
     api_registry,
     caller_token,
@@ -64,7 +65,10 @@ def login(
     if local_registry:
         body = for_local_registry(body, local_registry)
     if config_path:
-        merge_docker_config(config_path, body)
+        try:
+            merge_docker_config(config_path, body)
+        except ConfigUnreadable as error:
+            raise click.ClickException(str(error)) from None
         click.echo(f"wrote {', '.join(body['auths'])} to {config_path} (until {body['expiresAt']})")
         return
     status = docker_login(body, docker_command)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from chalicelib.policy import PolicyError, load_policy, policy_schema
+from chalicelib.policy import PolicyError, load_policy, policy_schema, policy_warnings
 
 
 @click.group()
@@ -28,6 +28,9 @@ def policy_validate(file: Path) -> None:
         sys.exit(1)
     rules = loaded.policy.tagging
     click.echo(f"{file}: valid ({len(rules)} tagging rules, {loaded.fingerprint[:19]})")
+    # Warnings do not fail validation: the policy loads and the service runs on it.
+    for warning in policy_warnings(loaded.policy):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @policy.command("schema")

@@ -4,6 +4,7 @@ recorded, and announced as a `steward.gate` event on EventBridge."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,23 @@ from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 from tests.paths import EVENTS
 
-GATE_POLICY = """
+# The gate route wants a caller whose grant covers the repository: a local static key here.
+READER_KEY = "gate-reader-key-0123"
+TOKENS = f"""
+tokens:
+  static_keys:
+    - id: reader
+      sha256: {hashlib.sha256(READER_KEY.encode()).hexdigest()}
+  grants:
+    - name: read-team
+      static_keys: [reader]
+      registries: ["*"]
+      repositories: ["*"]
+"""
+
+GATE_POLICY = (
+    TOKENS
+    + """
 gate:
   rules:
     - repositories: ["team/*"]
@@ -35,6 +52,7 @@ gate:
       quarantine_removes: [latest]
       scan_timeout_minutes: 30
 """
+)
 
 CRITICAL = {
     "name": "CVE-2024-3094",
@@ -69,7 +87,10 @@ def tags_of(registry: Registry, repository: str, digest: str) -> set[str]:
 def status(repository: str, digest: str) -> Any:
 
     with Client(app.app) as client:
-        response = client.http.get(f"/v1/images/{quote(repository, safe='')}/{digest}/gate")
+        response = client.http.get(
+            f"/v1/images/{quote(repository, safe='')}/{digest}/gate",
+            headers={"Authorization": f"Bearer {READER_KEY}"},
+        )
     if response.status_code == 404:
         return None
     assert response.status_code == 200
@@ -176,7 +197,9 @@ def test_critical_finding_is_quarantined_and_announced(
     assert removed == {"latest"}
 
 
-ALLOWLIST_POLICY = """
+ALLOWLIST_POLICY = (
+    TOKENS
+    + """
 gate:
   rules:
     - repositories: ["team/*"]
@@ -187,6 +210,7 @@ gate:
           reason: not reachable in this image
           expires: {expires}
 """
+)
 
 
 def test_allowlisted_cve_is_promoted(aws, registry, policy_file, gate_events) -> None:
@@ -446,3 +470,33 @@ def test_steward_gate_status(aws, registry, policy_file) -> None:
     missing = CliRunner().invoke(main, ["gate", "status", "team/app@sha256:" + "0" * 64])
     assert missing.exit_code == 1
     assert "no gate record" in missing.output
+
+
+def test_a_pushed_promotion_tag_comes_off_an_undecided_image(
+    aws, registry, policy_file, gate_events
+) -> None:
+    """Issue 12, finding 3: a caller with push rights pushes `:approved`; it must not stay on
+    the image while the scan is pending."""
+    policy_file(GATE_POLICY)
+    registry.create_repository("team/app", scan_on_push=True)
+    image = build_image(seed=31)
+    push_built(registry, image, "team/app", tag="1.0.0")
+    manifest = registry.get_manifest("team/app", digest=image.digest)
+    registry.put_manifest("team/app", manifest, "approved")
+    discard_queued(aws)  # the scan result has not arrived yet
+
+    invoke(push_event("team/app", image.digest, "1.0.0", "push-own-1"))
+    invoke(push_event("team/app", image.digest, "approved", "push-own-2"))
+
+    assert tags_of(registry, "team/app", image.digest) == {"1.0.0"}
+    assert status("team/app", image.digest)["status"] == "pending"
+    [announced] = gate_events()
+    assert announced["detail"]["decision"] == "pending"
+    [revoked] = announced["detail"]["tags"]
+    assert revoked["tag"] == "approved" and revoked["action"] == "remove"
+    assert revoked["outcome"] == "applied"
+    assert "not put by the gate" in revoked["reason"]
+
+    # Once the scan passes, the gate puts the tag itself.
+    invoke(scan_event("team/app", image.digest, {}, "scan-own-1"))
+    assert tags_of(registry, "team/app", image.digest) == {"1.0.0", "approved"}

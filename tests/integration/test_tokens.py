@@ -152,9 +152,10 @@ def test_expiry_never_promises_more_than_the_session(token_policy, issuer: Issue
 
 
 def test_many_concurrent_requests_of_one_scope_make_one_token_call(
-    token_policy, issuer: Issuer
+    token_policy, issuer: Issuer, policy_file, tmp_path: Path
 ) -> None:
-
+    jwks = issuer.write_jwks(tmp_path / "jwks.json")
+    policy_file(policy_yaml(jwks, rate_limits="{per_caller_burst: 50}"))
     bearer = issuer.github("acme/app")
     results: list[tuple[int, dict[str, Any]]] = []
     barrier = threading.Barrier(24)
@@ -193,10 +194,10 @@ def test_cache_refreshes_before_expiry(token_policy, issuer: Issuer) -> None:
 
     vendor = next(iter(vend._VENDORS.values()))
     expires = datetime.fromisoformat(first["expiresAt"].replace("Z", "+00:00"))
-    scope = next(iter(vendor._entries))
+    scope, caller = next(iter(vendor._entries))
     just_before_window = expires - vendor.refresh_before - timedelta(seconds=1)
-    assert vendor.credential(scope, just_before_window).cached
-    refreshed = vendor.credential(scope, expires - vendor.refresh_before)
+    assert vendor.credential(scope, just_before_window, source_identity=caller).cached
+    refreshed = vendor.credential(scope, expires - vendor.refresh_before, source_identity=caller)
     assert not refreshed.cached
     assert refreshed.credential.password.get_secret_value() != first["password"]
     assert vendor.calls["get_authorization_token"] == 2
@@ -260,8 +261,8 @@ def test_401_without_valid_credentials(token_policy, issuer: Issuer) -> None:
         None: "missing Authorization",
         "not-a-key": "unknown static key",
         stranger.github("acme/app"): "Signature verification failed",
-        issuer.token(audience="someone-else", repository="acme/app"): "Audience",
-        issuer.token(lifetime=-600, repository="acme/app"): "expired",
+        issuer.token(audience="someone-else", sub="s", repository="acme/app"): "Audience",
+        issuer.token(lifetime=-600, sub="s", repository="acme/app"): "expired",
         Issuer(issuer="https://evil.example").github("acme/app"): "not trusted",
     }
     for bearer, reason in cases.items():
@@ -451,8 +452,8 @@ def test_jwks_from_the_issuers_url(aws, policy_file, issuer: Issuer) -> None:
     # A key the cached JWKS lacks is refused; a JWKS that cannot be fetched is AWS-side trouble.
     status, body = call(pull(), Issuer(kid="rotated").github("acme/app"))
     assert status == 401, body
-    authn._JWKS_CLIENTS.clear()  # a cold container: the keys must be fetched again
+    authn._KEYSETS.clear()  # a cold container: the keys must be fetched again
     status, body = call(pull(), issuer.github("acme/app"))
     assert status == 503, body
     assert "cannot fetch the JWKS" in body["message"]
-    authn._JWKS_CLIENTS.clear()
+    authn._KEYSETS.clear()

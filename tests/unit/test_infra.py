@@ -124,3 +124,21 @@ def test_vending_role_is_named_as_the_api_policy_expects(stage: str) -> None:
     resources = json.loads(Path("infra/resources.json").read_text())["Resources"]
     role_name = resources["TokenVendingRole"]["Properties"]["RoleName"]["Fn::Sub"]
     assert statement["Resource"].endswith(role_name.replace("${Stage}", stage))
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_api_is_throttled_and_the_vending_session_names_its_caller(stage: str) -> None:
+    """Issue 12: API Gateway throttles every method and the token route harder, a usage plan
+    bounds key-holding clients, and SourceIdentity is allowed on both sides of AssumeRole."""
+    resources = json.loads(Path("infra/resources.json").read_text())["Resources"]
+    settings = {
+        (s["ResourcePath"], s["HttpMethod"]): s["ThrottlingRateLimit"]
+        for s in resources["RestAPI"]["Properties"]["MethodSettings"]
+    }
+    assert settings[("/*", "*")] >= settings[("/~1v1~1token", "GET")]
+    plan = resources["ApiUsagePlan"]["Properties"]
+    assert plan["ApiStages"][0]["ApiId"] == {"Ref": "RestAPI"}
+    assert plan["Throttle"]["RateLimit"] > 0
+    trust = resources["TokenVendingRole"]["Properties"]["AssumeRolePolicyDocument"]
+    assert "sts:SetSourceIdentity" in trust["Statement"][0]["Action"]
+    assert "sts:SetSourceIdentity" in iam.catalogue(stage)["VendTokens"]["Action"]
