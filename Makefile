@@ -58,8 +58,9 @@ iam-check: $(STAMP)
 # Mutation testing of the planners against the unit tier (slow: minutes on two cores; not part
 # of `make test`). Prints the score; the configuration is [tool.mutmut] in pyproject.toml.
 mutation: $(STAMP)
-	rm -rf mutants
-	$(BIN)/mutmut run --max-children $(or $(MUTATION_JOBS),2) >/dev/null
+	rm -rf mutants && mkdir -p build
+	$(BIN)/mutmut run --max-children $(or $(MUTATION_JOBS),2) > build/mutmut.log 2>&1 \
+		|| { tail -n 40 build/mutmut.log; exit 1; }
 	$(BIN)/python infra/mutation.py
 
 lint: $(STAMP)
