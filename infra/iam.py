@@ -12,6 +12,11 @@
   credentials must fit the token-vending role. Recording beats a static scan here: boto3 calls
   are dynamic (`getattr(client, operation)`, Powertools' DynamoDB calls), and the record shows
   exactly what each function does, not what a module could do.
+- `--strict` (what `make iam-check`, and so `make test`, runs) fails on every granted action that
+  no test saw the function call and `unexercised` does not list with a reason, and on entries of
+  `unexercised` that no longer apply. With `--template`, the same holds for every role of the
+  packaged SAM template: each function's role, and the token-vending role, whose actions the
+  suite's vended credentials must have used.
 """
 
 from __future__ import annotations
@@ -121,14 +126,20 @@ def vending_role_actions() -> set[str]:
     }
 
 
-def check(stage: str = "dev", record_path: Path = RECORD, *, strict: bool = False) -> list[str]:
-    """Problems, one line each; empty when every function's policy grants what it calls. With
-    `strict`, also every granted action that no test saw the function call."""
-    record = json.loads(record_path.read_text())
-    calls: dict[str, list[str]] = {
+def recorded_calls(record: dict[str, Any]) -> dict[str, list[str]]:
+    """Each caller's actions, under the names IAM authorizes them by."""
+    return {
         who: sorted({ACTION_OF_OPERATION.get(a, a) for a in actions})
         for who, actions in record["calls"].items()
     }
+
+
+def check(stage: str = "dev", record_path: Path = RECORD, *, strict: bool = False) -> list[str]:
+    """Problems, one line each; empty when every function's policy grants what it calls. With
+    `strict`, also every granted action that no test saw the function call (unless listed in
+    `unexercised`), and every `unexercised` entry that no longer applies."""
+    record = json.loads(record_path.read_text())
+    calls = recorded_calls(record)
     statements = catalogue(stage)
     spec = declared()
     unexercised: dict[str, str] = spec.get("unexercised", {})
@@ -151,16 +162,28 @@ def check(stage: str = "dev", record_path: Path = RECORD, *, strict: bool = Fals
         called = set(calls.get(function, []))
         for action in sorted(called - set(granted)):
             problems.append(f"{function}: calls {action}, which its policy does not grant")
-        if not (strict and record.get("complete")):
-            continue  # a partial run cannot show that a grant is unused
+        if not strict:
+            continue
+        if not record.get("complete"):
+            problems.append(
+                f"{record_path} is the record of a partial or failing run: a strict check "
+                "needs the whole suite, passing"
+            )
+            break
         runtime = {a for sid in spec["every_function"] for a in _actions(statements[sid])}
         if function in sqs_consumers():
             runtime |= POLL_ACTIONS  # Lambda's poller uses the role, not our code
         for action in sorted(set(granted) - called - runtime):
-            if f"{function}:{action}" not in unexercised and action not in unexercised:
+            if f"{function}:{action}" not in unexercised:
                 problems.append(
                     f"{function}: granted {action} (Sid {granted[action]}) but no test of it "
                     "calls it: remove it, test it, or list it in `unexercised` with the reason"
+                )
+        for action in sorted(called & set(granted)):
+            if f"{function}:{action}" in unexercised:
+                problems.append(
+                    f"infra/functions.json: `unexercised` lists {function}:{action}, which a "
+                    "test now calls: remove the entry"
                 )
     # The token API's vended sessions (other functions' assumed roles live in other accounts).
     for action in sorted(set(calls.get("api_handler:vended", [])) - vending_role_actions()):
@@ -172,14 +195,114 @@ def check(stage: str = "dev", record_path: Path = RECORD, *, strict: bool = Fals
         problems.append(f"policy-{stage}.json statement {sid} is granted to no function")
     for function in sorted(set(spec["functions"]) - set(functions)):
         problems.append(f"infra/functions.json: {function} is not a function of the app")
+    if strict:
+        for key in sorted(unexercised):
+            function, _, action = key.partition(":")
+            if function == VENDING_ROLE:
+                if action not in vending_role_actions():
+                    problems.append(f"`unexercised` lists {key}, which the role does not hold")
+                continue
+            held = {
+                a
+                for sid in [*spec["every_function"], *spec["functions"].get(function, [])]
+                for a in _actions(statements[sid])
+            }
+            if action not in held:
+                problems.append(
+                    f"infra/functions.json: `unexercised` lists {key}, which is not granted: "
+                    "remove the entry"
+                )
+    return problems
+
+
+# The role the token API assumes for vended credentials, and the record's names for the calls
+# made with them: inside the API function, and by tests acting as a credential's holder.
+VENDING_ROLE = "TokenVendingRole"
+VENDED_CALLERS = ("api_handler:vended", "vended")
+# Statements Lambda uses the role for itself: writing the function's logs, polling its queue.
+RUNTIME_SIDS = {"Logs", "LambdaEventSourcePolling"}
+
+
+def _role_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for policy in role.get("Properties", {}).get("Policies", []):
+        statements = policy.get("PolicyDocument", {}).get("Statement", [])
+        found += [statements] if isinstance(statements, dict) else statements
+    return found
+
+
+def _function_name(handler: str) -> str:
+    """`app.on_ecr_event` → on_ecr_event; Chalice's REST API handler `app.app` → api_handler."""
+    name = handler.rsplit(".", 1)[-1]
+    return "api_handler" if name == "app" else name
+
+
+def check_template(template_path: Path, record_path: Path = RECORD) -> list[str]:
+    """The deployed roles, as the packaged template writes them, against the suite's record:
+    every action a function's role holds is called by a test of that function (but Lambda's
+    own log and queue-polling statements), or listed in `unexercised`; every action of the
+    token-vending role was used by some vended credential, or is listed; and no role exists
+    that nothing here checks."""
+    calls = recorded_calls(json.loads(record_path.read_text()))
+    unexercised: dict[str, str] = declared().get("unexercised", {})
+    resources: dict[str, Any] = json.loads(template_path.read_text())["Resources"]
+    name = str(template_path)
+    problems: list[str] = []
+    checked: set[str] = set()
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        function = _function_name(properties["Handler"])
+        role = properties.get("Role", {})
+        role_id = role.get("Fn::GetAtt", [None])[0] if isinstance(role, dict) else None
+        if role_id not in resources:
+            problems.append(f"{name}: {function} has no role of the template")
+            continue
+        checked.add(role_id)
+        held: dict[str, str] = {}
+        for statement in _role_statements(resources[role_id]):
+            if statement.get("Sid") not in RUNTIME_SIDS:
+                for action in _actions(statement):
+                    held.setdefault(action, str(statement.get("Sid")))
+        called = set(calls.get(function, []))
+        if function in sqs_consumers():
+            called |= POLL_ACTIONS  # Lambda's poller uses the role, not our code
+        for action in sorted(set(held) - called):
+            if f"{function}:{action}" not in unexercised:
+                problems.append(
+                    f"{name}: role {role_id} of {function} holds {action} (Sid {held[action]}) "
+                    "but no test of the function calls it"
+                )
+    if VENDING_ROLE in resources:
+        checked.add(VENDING_ROLE)
+        vended = {a for caller in VENDED_CALLERS for a in calls.get(caller, [])}
+        for statement in _role_statements(resources[VENDING_ROLE]):
+            for action in sorted(_actions(statement) - vended):
+                if f"{VENDING_ROLE}:{action}" not in unexercised:
+                    problems.append(
+                        f"{name}: role {VENDING_ROLE} holds {action} (Sid {statement.get('Sid')}) "
+                        "but no vended credential in the suite used it"
+                    )
+    for role_id, resource in sorted(resources.items()):
+        if resource.get("Type") == "AWS::IAM::Role" and role_id not in checked:
+            problems.append(f"{name}: role {role_id} is checked by nothing in infra/iam.py")
     return problems
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--strict"]
-    strict = "--strict" in sys.argv
+    usage = "usage: python infra/iam.py check [--strict] [--template SAM.json ...] [RECORD]"
+    args, templates = sys.argv[1:], []
+    strict = "--strict" in args
+    args = [a for a in args if a != "--strict"]
+    while "--template" in args:
+        at = args.index("--template")
+        if at + 1 >= len(args):
+            raise SystemExit(usage)
+        templates.append(Path(args[at + 1]))
+        del args[at : at + 2]
     if (args[0] if args else "check") != "check":
-        raise SystemExit("usage: python infra/iam.py check [--strict] [RECORD]")
+        raise SystemExit(usage)
     record = Path(args[1]) if len(args) > 1 else RECORD
     if not record.exists():
         raise SystemExit(f"{record} is missing: run the suite with `-p tests.awscalls` first")
@@ -187,15 +310,21 @@ def main() -> None:
         calls = json.loads(record.read_text())["calls"].get(function, [])
         print(f"warning: {function} is not checked yet ({reason}); it calls {calls}")
     problems = [p for stage in ("dev", "prod") for p in check(stage, record, strict=strict)]
-    if not strict:
-        unused = [p for stage in ("dev", "prod") for p in check(stage, record, strict=True)]
-        for note in dict.fromkeys(p for p in unused if p not in problems):
-            print(f"note: {note}")
+    for template in templates:
+        if not template.exists():
+            raise SystemExit(f"{template} is missing: package the stage first (`make cfn-lint`)")
+        problems += check_template(template, record)
     for problem in dict.fromkeys(problems):
         print(problem)
     if problems:
         raise SystemExit(1)
-    print("IAM: every action each function was seen to call is granted to it")
+    what = "each function calls is granted to it"
+    if strict:
+        listed = len(declared().get("unexercised", {}))
+        what += f"; every grant is called by a test, or listed with its reason ({listed} listed)"
+    if templates:
+        what += f"; the same for the roles of {len(templates)} packaged template(s)"
+    print(f"IAM: every action {what}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ granted must have been called by some test of that function. Calls are attribute
 while Chalice is running that function's handler (`Chalice.__call__` for the API,
 `EventSourceHandler.__call__` for events, queues and schedules), in any thread. A call made with
 credentials other than the function's own (the token API's assumed-role sessions) is recorded as
-`<function>:vended`; the vending role's policy, not the function's, must allow it.
+`<function>:vended`; the vending role's policy, not the function's, must allow it. Calls a test
+makes with a vended credential itself, outside any function, are recorded as `vended`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import botocore.client
 import chalice.app
 import pytest
+from moto.sts.models import sts_backends
 
 import app as app_module
 
@@ -56,6 +58,16 @@ def _leave(token: tuple[str | None, str]) -> None:
         _active.remove(name)
 
 
+def _vended_by_token_api(access_key: str | None) -> bool:
+    """Whether the key belongs to an assumed-role session of the token-vending role."""
+    return any(
+        role.access_key_id == access_key and role.role_arn.endswith("-token-vending")
+        for by_partition in sts_backends.values()
+        for backend in by_partition.values()
+        for role in backend.assumed_roles
+    )
+
+
 def _install() -> None:
 
     names = {
@@ -82,13 +94,16 @@ def _install() -> None:
 
     def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         function = _current()
+        credentials = getattr(self._request_signer, "_credentials", None)
+        own = os.environ.get("AWS_ACCESS_KEY_ID")
+        key = getattr(credentials, "access_key", own) if credentials else own
+        action = f"{self.meta.service_model.signing_name}:{operation_name}"
         if function:
-            prefix = self.meta.service_model.signing_name
-            credentials = getattr(self._request_signer, "_credentials", None)
-            own = os.environ.get("AWS_ACCESS_KEY_ID")
-            key = getattr(credentials, "access_key", own) if credentials else own
-            who = function if key == own else f"{function}:vended"
-            _calls[who].add(f"{prefix}:{operation_name}")
+            _calls[function if key == own else f"{function}:vended"].add(action)
+        elif key != own and _vended_by_token_api(key):
+            # A test acting as the holder of a vended credential: what the vending role's
+            # ceiling must allow (and what infra/iam.py checks that role's grants against).
+            _calls["vended"].add(action)
         return original_api_call_raw(self, operation_name, api_params)
 
     chalice.app.EventSourceHandler.__call__ = event_call  # type: ignore[method-assign]

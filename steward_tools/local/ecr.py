@@ -44,7 +44,7 @@ from moto.ecr.models import (
 )
 from moto.ecr.responses import ECRResponse
 
-from . import events, scanning
+from . import events, scanning, session_policies
 from .account_settings import RESPONSE_HANDLERS as ACCOUNT_SETTING_HANDLERS
 from .blobs import BlobStore, BlobUrlSigner
 from .events import emit_event
@@ -1054,9 +1054,16 @@ def install() -> None:
             # moto dispatches JSON actions to the snake_case method of the same name.
             if ECRResponse.__dict__.get(name) is not handler:
                 setattr(ECRResponse, name, handler)
+        # A vended credential may do on the control API only what its session policy allows.
+        session_policies.install()
 
 
 def is_installed() -> bool:
-    return ecr_backends.backend is EmbeddedECRBackend and all(
-        ECRResponse.__dict__.get(name) is handler for name, handler in _RESPONSE_HANDLERS.items()
+    return (
+        ecr_backends.backend is EmbeddedECRBackend
+        and session_policies.is_installed()
+        and all(
+            ECRResponse.__dict__.get(name) is handler
+            for name, handler in _RESPONSE_HANDLERS.items()
+        )
     )

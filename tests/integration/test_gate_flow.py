@@ -17,12 +17,14 @@ from click.testing import CliRunner
 
 import app
 from chalicelib.ecr.gateway import Registry
+from chalicelib.gate.records import records
 from chalicelib.gate.sweep import sweep
 from steward_tools.cli import main
 from steward_tools.local import scanning
 from steward_tools.local.delivery import EventPump
 from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.samples import build_image, build_index
+from tests.aws_helpers import scheduled_event
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 from tests.paths import EVENTS
@@ -326,6 +328,34 @@ def test_no_scan_result_fails_closed_after_the_timeout(
     assert [e["detail"]["decision"] for e in gate_events()] == ["fail"]
 
 
+def _iso_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_scheduled_sweep_fails_closed_an_image_past_its_timeout(
+    aws, registry, policy_file, gate_events
+) -> None:
+    """The scheduled function reads the real clock, so the record is made 31 minutes old."""
+    policy_file(GATE_POLICY)
+    registry.create_repository("team/app", scan_on_push=True)
+    image = build_image(seed=19)
+    push_built(registry, image, "team/app", tag="latest")
+    discard_queued(aws)  # the scan result never arrives
+    invoke(push_event("team/app", image.digest, "latest", "push-1"))
+    store = records()
+    record = store.get("team/app", image.digest)
+    assert record is not None and record.pending_since is not None
+    record.pending_since -= timedelta(minutes=31)
+    store.put(record)
+
+    swept = app.gate_sweep(scheduled_event("gate_sweep", _iso_now()), LocalLambdaContext())
+
+    assert swept["fail"] == 1
+    assert status("team/app", image.digest)["status"] == "fail"
+    assert "latest" not in tags_of(registry, "team/app", image.digest)
+    assert [e["detail"]["decision"] for e in gate_events()] == ["fail"]
+
+
 def test_never_scanned_image_gets_start_image_scan(aws, registry, policy_file) -> None:
     policy_file(GATE_POLICY)
     registry.create_repository("team/app", scan_on_push=False)
@@ -432,7 +462,8 @@ def test_allowlist_change_is_picked_up_by_the_sweep(aws, registry, policy_file) 
     assert status("team/app", image.digest)["status"] == "fail"
 
     policy_file(ALLOWLIST_POLICY.format(expires="2999-12-31"))
-    swept = sweep(datetime.now(UTC))
+    # Through the scheduled function, as EventBridge Scheduler invokes it.
+    swept = app.gate_sweep(scheduled_event("gate_sweep", _iso_now()), LocalLambdaContext())
 
     assert swept["pass"] == 1
     assert "approved" in tags_of(registry, "team/app", image.digest)

@@ -10,13 +10,19 @@ from typing import Any
 import boto3
 import pytest
 
+import app
 from chalicelib.ecr.gateway import Registry
+from chalicelib.kernel.settings import get_settings
 from chalicelib.oci.graph import index_children, is_index
 from chalicelib.oci.referrers import cosign_subject, cosign_tag
 from chalicelib.policy.retention import RetentionSettings
 from chalicelib.retention import inuse
 from chalicelib.retention.apply import apply_retention_plan
+from chalicelib.retention.marks import MarkStore
 from chalicelib.retention.task import plan_for_repository, retain_repository
+from chalicelib.sweep.jobs import RepositoryJob
+from steward_tools.local.jobs import sqs_event
+from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.samples import (
     build_image,
     build_index,
@@ -274,3 +280,58 @@ retention:
     done = retain_repository(registry, info, first + timedelta(days=2, minutes=1))
     assert done["deleted"] == 1
     assert list(registry.iter_images(REPO)) == []
+
+
+SWEEP_RETENTION = """
+retention:
+  max_deletion_share: 1
+  grace_period_days: 1
+  in_use:
+    operator: {ssm_parameter: /steward/in-use}
+    gate_promoted_days: 7
+  rules:
+    - {kind: expire_untagged, repositories: ["team/*"], older_than_days: 0}
+"""
+
+
+def test_the_sweep_worker_checks_every_in_use_source_and_remembers_grace_marks(
+    registry: Registry, policy_file: Any
+) -> None:
+    """Retention as the deployed worker runs it: a repository job through `on_repository_job`,
+    every in-use source consulted, nothing deleted before the grace period, marks written."""
+    policy_file(SWEEP_RETENTION)
+    info = registry.create_repository(REPO)
+    release = multi_arch(seed=30)
+    push_built(registry, release, REPO, "2.0.0")
+    by_ecs = push_built(registry, build_image([64], seed=31), REPO)
+    by_lambda = push_built(registry, build_image([64], seed=32), REPO)
+    by_operator = push_built(registry, build_image([64], seed=33), REPO)
+    loose = push_built(registry, build_image([64], seed=34), REPO)
+    ecs_running(f"{info.uri}@{by_ecs}")
+    boto3.client("ecs").create_service(
+        cluster="prod", serviceName="web", taskDefinition="web", desiredCount=1
+    )
+    lambda_function(f"{info.uri}@{by_lambda}")
+    boto3.client("ssm").put_parameter(
+        Name="/steward/in-use", Type="StringList", Value=f"{REPO}@{by_operator}"
+    )
+    job = RepositoryJob(
+        sweep_id="s-1",
+        account=ACCOUNT,
+        region="us-east-1",
+        repository=info,
+        started_at=datetime.now(UTC),
+    )
+    event = sqs_event(
+        [{"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": job.model_dump_json()}],
+        f"arn:aws:sqs:us-east-1:{ACCOUNT}:steward-repository-jobs",
+        "us-east-1",
+    )
+
+    assert app.on_repository_job(event, LocalLambdaContext()) == {"batchItemFailures": []}
+
+    # Only the image nothing uses is marked, and nothing goes before its grace period ends.
+    assert set(MarkStore(get_settings().retention_table).load(REPO)) == {loose}
+    present = {i.digest for i in registry.iter_images(REPO)}
+    assert {release.digest, *(c.digest for c in release.children)} <= present
+    assert {by_ecs, by_lambda, by_operator, loose} <= present

@@ -14,11 +14,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto.sts.models import sts_backends
 
 import app
 from chalicelib.ecr.access import PULL_ACTIONS
+from chalicelib.ecr.errors import AccessDenied
+from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.aws import reset as reset_clients
 from chalicelib.kernel.settings import RESOURCE_VARIABLES, get_settings
 from chalicelib.policy import PolicyError, parse_policy
@@ -26,6 +30,9 @@ from chalicelib.tokens import authn, vend
 from chalicelib.tokens.http import token_response
 from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.local.tokens import credential_of
+from steward_tools.samples import build_image
+from tests.aws_helpers import error_code
+from tests.imagefactory import push_built
 from tests.oidc import Issuer, policy_yaml
 
 ACCOUNT = "123456789012"
@@ -138,8 +145,90 @@ def test_two_grants_vend_credentials_of_different_scope(token_policy, issuer: Is
         f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team-b/worker",
     ]
     assert "ecr:PutImage" in deployer_scope["Action"]
-    # Never the service's own identity: both passwords belong to assumed-role sessions.
-    assert ci_session["access_key_id"] != "testing"
+    # Each password stands for its own assumed-role session, named after its grant (what
+    # CloudTrail shows): two scopes are never one session.
+    assert ci_session["access_key_id"] != deployer_session["access_key_id"]
+    assert ci_session["session_name"] == "steward-ci-pull-pull"
+    assert deployer_session["session_name"] == "steward-deployer-push-push"
+
+
+def vended_keys(password: str) -> tuple[str, str, str]:
+    """The assumed-role session's keys a vended password stands for: what a holder of the
+    password could do with the credentials behind it."""
+    access_key = credential_of(password)["access_key_id"]
+    session = next(
+        role
+        for by_partition in sts_backends.values()
+        for backend in by_partition.values()
+        for role in backend.assumed_roles
+        if role.access_key_id == access_key
+    )
+    return session.access_key_id, session.secret_access_key, session.session_token
+
+
+def session_ecr(password: str) -> Any:
+    access_key, secret_key, token = vended_keys(password)
+    return boto3.client(
+        "ecr",
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=token,
+    )
+
+
+def test_a_pull_credential_is_refused_push_and_other_repositories(
+    token_policy, issuer: Issuer, registry
+) -> None:
+    image, other = build_image(seed=11), build_image(seed=12)
+    for repository in ("team-a/web", "team-c/secret", "team-b/api"):
+        registry.create_repository(repository)
+    push_built(registry, image, "team-a/web", tag="1.0.0")
+    push_built(registry, other, "team-c/secret", tag="1.0.0")
+    status, ci = call(pull("team-a/web"), issuer.github("acme/app"))
+    assert status == 200, ci
+    ecr = session_ecr(ci["password"])
+
+    # Within its scope the credential reads the image...
+    got = ecr.batch_get_image(repositoryName="team-a/web", imageIds=[{"imageTag": "1.0.0"}])
+    assert [i["imageId"]["imageDigest"] for i in got["images"]] == [image.digest]
+    layer = json.loads(got["images"][0]["imageManifest"])["layers"][0]["digest"]
+    url = ecr.get_download_url_for_layer(repositoryName="team-a/web", layerDigest=layer)
+    assert url["layerDigest"] == layer and url["downloadUrl"]
+    # ...but cannot push there, nor read a repository outside team-a/*.
+    manifest = image.manifests[-1]
+    with pytest.raises(ClientError) as push:
+        ecr.put_image(
+            repositoryName="team-a/web",
+            imageManifest=manifest.body,
+            imageManifestMediaType=manifest.media_type,
+            imageTag="pushed-with-a-pull-credential",
+        )
+    assert error_code(push) == "AccessDeniedException"
+    assert push.value.response["Error"]["Message"] == (
+        f"User: arn:aws:sts::{ACCOUNT}:assumed-role/ecr-steward-token-vending/"
+        "steward-ci-pull-pull is not authorized to perform: ecr:PutImage on resource: "
+        f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/team-a/web because no session policy "
+        "allows the ecr:PutImage action"
+    )
+    with pytest.raises(ClientError) as read:
+        ecr.batch_get_image(repositoryName="team-c/secret", imageIds=[{"imageTag": "1.0.0"}])
+    assert error_code(read) == "AccessDeniedException"
+    assert "repository/team-c/secret" in read.value.response["Error"]["Message"]
+    # Nothing was written: the refused push left no tag.
+    listed = boto3.client("ecr", region_name="us-east-1").list_images(repositoryName="team-a/web")
+    assert [i.get("imageTag") for i in listed["imageIds"]] == ["1.0.0"]
+
+    # A push grant's credential pushes to its own repositories, and only there.
+    status, deployer = call(
+        {"registry": ACCOUNT, "repository": "team-b/api", "access": "push"},
+        issuer.github("acme/deployer"),
+    )
+    assert status == 200, deployer
+    as_deployer = Registry.with_credentials("us-east-1", *vended_keys(deployer["password"]))
+    assert push_built(as_deployer, image, "team-b/api", tag="1.0.0") == image.digest
+    with pytest.raises(AccessDenied, match="repository/team-a/web because no session policy"):
+        push_built(as_deployer, image, "team-a/web", tag="2.0.0")
 
 
 def test_expiry_never_promises_more_than_the_session(token_policy, issuer: Issuer) -> None:

@@ -142,3 +142,98 @@ def test_the_api_is_throttled_and_the_vending_session_names_its_caller(stage: st
     trust = resources["TokenVendingRole"]["Properties"]["AssumeRolePolicyDocument"]
     assert "sts:SetSourceIdentity" in trust["Statement"][0]["Action"]
     assert "sts:SetSourceIdentity" in iam.catalogue(stage)["VendTokens"]["Action"]
+
+
+def full_record(tmp_path: Path, **overrides: list[str]) -> Path:
+    """A complete record in which every function calls every action granted to it."""
+    spec, statements = iam.declared(), iam.catalogue("dev")
+    calls = {
+        function: sorted(
+            {
+                action
+                for sid in sids
+                for action in iam._actions(statements[sid])
+                if f"{function}:{action}" not in spec["unexercised"]
+            }
+        )
+        for function, sids in spec["functions"].items()
+    }
+    calls.update(overrides)
+    record = tmp_path / "calls.json"
+    record.write_text(json.dumps({"complete": True, "calls": calls}))
+    return record
+
+
+def test_strict_fails_on_an_unexercised_unlisted_grant_and_passes_with_the_list(
+    tmp_path: Path,
+) -> None:
+    assert iam.check("dev", full_record(tmp_path), strict=True) == []
+    unlisted = full_record(tmp_path, start_sweep=["ecr:DescribeRepositories"])
+    assert iam.check("dev", unlisted, strict=True) == [
+        "start_sweep: granted sqs:GetQueueUrl (Sid SweepQueueRepositoryJobs) but no test of it "
+        "calls it: remove it, test it, or list it in `unexercised` with the reason",
+        "start_sweep: granted sqs:SendMessage (Sid SweepQueueRepositoryJobs) but no test of it "
+        "calls it: remove it, test it, or list it in `unexercised` with the reason",
+    ]
+    # A listed action that a test now calls is a stale entry.
+    governance = iam.recorded_calls(json.loads(full_record(tmp_path).read_text()))
+    stale = full_record(
+        tmp_path,
+        governance_reconcile=[*governance["governance_reconcile"], "ecr:TagResource"],
+    )
+    assert iam.check("dev", stale, strict=True) == [
+        "infra/functions.json: `unexercised` lists governance_reconcile:ecr:TagResource, which "
+        "a test now calls: remove the entry"
+    ]
+    # A strict check refuses the record of a partial run.
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"complete": False, "calls": {}}))
+    assert any("partial or failing run" in p for p in iam.check("dev", partial, strict=True))
+
+
+def role(*statements: dict) -> dict:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"Policies": [{"PolicyDocument": {"Statement": list(statements)}}]},
+    }
+
+
+def test_the_template_check_holds_every_role_to_the_record(tmp_path: Path) -> None:
+    record = full_record(tmp_path, vended=["ecr:GetAuthorizationToken", "ecr:BatchGetImage"])
+    resources = {
+        "StartSweep": {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {
+                "Handler": "app.start_sweep",
+                "Role": {"Fn::GetAtt": ["StartSweepRole", "Arn"]},
+            },
+        },
+        "StartSweepRole": role(
+            {"Sid": "Logs", "Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"},
+            {
+                "Sid": "SweepQueueRepositoryJobs",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage", "sqs:DeleteMessage"],
+                "Resource": "*",
+            },
+        ),
+        "TokenVendingRole": role(
+            {
+                "Sid": "PullAndPush",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchGetImage", "ecr:PutImage"],
+                "Resource": "*",
+            }
+        ),
+        "Stray": role(),
+    }
+    template = tmp_path / "sam.json"
+    template.write_text(json.dumps({"Resources": resources}))
+
+    assert iam.check_template(template, record) == [
+        f"{template}: role StartSweepRole of start_sweep holds sqs:DeleteMessage (Sid "
+        "SweepQueueRepositoryJobs) but no test of the function calls it",
+        f"{template}: role TokenVendingRole holds ecr:PutImage (Sid PullAndPush) but no vended "
+        "credential in the suite used it",
+        f"{template}: role Stray is checked by nothing in infra/iam.py",
+    ]

@@ -17,7 +17,7 @@ import pytest
 from chalicelib.ecr.lifecycle_policy import LifecyclePolicyError, parse_policy
 from chalicelib.ecr.models import ImageDetail
 from chalicelib.lifecycle.compile import compile_retention
-from chalicelib.lifecycle.evaluate import LifecycleImage, evaluate, evaluate_details
+from chalicelib.lifecycle.evaluate import LifecycleImage, evaluate, evaluate_details, preview_result
 from chalicelib.policy.retention import RetentionSettings
 from chalicelib.retention.plan import plan_retention
 from tests.lifecycle_rules import ARCHIVE_THEN_DELETE_RULES
@@ -744,3 +744,214 @@ def test_two_untagged_rules_compile_to_the_shortest_and_say_so() -> None:
         "expire_untagged rules rules[0] expire_untagged, rules[1] expire_untagged: ECR allows"
         " one untagged rule; the shortest (2 days) is used",
     ]
+
+
+# --- interpretations (docs/lifecycle.md, "Interpretations, and what settles them") -----------
+
+
+@pytest.mark.parametrize(
+    ("count_type", "action", "aged"),
+    [
+        ("sinceImagePushed", "expire", lambda age: {"days": age}),
+        (
+            "sinceImagePulled",
+            "transition",
+            lambda age: {"days": 900, "last_pulled_at": NOW - timedelta(days=age)},
+        ),
+        (
+            "sinceImageTransitioned",
+            "expire",
+            lambda age: {
+                "days": 900,
+                "status": "ARCHIVED",
+                "last_archived_at": NOW - timedelta(days=age),
+            },
+        ),
+    ],
+)
+def test_older_than_is_strict_at_exactly_count_number_days(
+    count_type: str, action: str, aged: Any
+) -> None:
+    selection: dict[str, Any] = {
+        "tagStatus": "any",
+        "countType": count_type,
+        "countUnit": "days",
+        "countNumber": 90,
+    }
+    if count_type == "sinceImageTransitioned":
+        selection["storageClass"] = "archive"
+    one_second = 1 / 86400
+    images = []
+    for name, age in (("A", 90), ("B", 90 + one_second), ("C", 90 - one_second)):
+        fields = aged(age)
+        images.append(image(name, [name.lower()], fields.pop("days"), **fields))
+    # Exactly 90 days is not older than 90 days; one second more is.
+    assert acted(policy(rule(1, selection, action)), images) == {"B": action}
+
+
+def test_keep_everything_compiles_to_a_count_beyond_the_image_quota() -> None:
+    settings = RetentionSettings.model_validate(
+        {"rules": [{"kind": "always_keep", "repositories": ["*"], "tags": "release-*"}]}
+    )
+    compiled = compile_retention(settings.rules, repository="team/app")
+    assert compiled.policy is not None
+    selection = compiled.policy.rules[0].selection
+    assert (selection.count_type, selection.count_number) == ("imageCountMoreThan", 1_000_000)
+    assert selection.tag_pattern_list == ["release-*"]
+
+
+# --- the evaluator's details: every reason, describe-images fields, the preview's shape -------
+
+
+def test_from_detail_reads_every_time_and_status_describe_images_gives() -> None:
+    detail = {
+        "imageDigest": digest("A"),
+        "imageTags": ["v1"],
+        "imagePushedAt": "2026-01-01T00:00:00+00:00",
+        "imageStatus": "ARCHIVED",
+        "lastRecordedPullTime": "2026-02-01T00:00:00+00:00",
+        "lastArchivedAt": "2026-03-01T00:00:00+00:00",
+        "lastActivatedAt": "2026-04-01T00:00:00+00:00",
+    }
+    image_ = LifecycleImage.from_detail(detail)
+    assert (image_.status, image_.storage_class) == ("ARCHIVED", "archive")
+    assert image_.last_pulled_at == datetime(2026, 2, 1, tzinfo=UTC)
+    assert image_.last_archived_at == datetime(2026, 3, 1, tzinfo=UTC)
+    assert image_.last_activated_at == datetime(2026, 4, 1, tzinfo=UTC)
+    bare = LifecycleImage.from_detail(
+        {"imageDigest": digest("B"), "imagePushedAt": "2026-01-01T00:00:00"}
+    )
+    assert (bare.status, bare.tags, bare.last_pulled_at) == ("ACTIVE", (), None)
+
+
+def test_every_reason_names_the_rule_and_the_time_it_measured() -> None:
+    text = policy(
+        rule(
+            1,
+            {
+                "tagStatus": "tagged",
+                "tagPatternList": ["none*"],
+                "countType": "imageCountMoreThan",
+                "countNumber": 1,
+            },
+        ),
+        {
+            "rulePriority": 2,
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["old*"],
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 30,
+            },
+            "action": {"type": "expire"},
+        },
+        rule(
+            3,
+            {
+                "tagStatus": "tagged",
+                "tagPatternList": ["p*"],
+                "countType": "sinceImagePulled",
+                "countUnit": "days",
+                "countNumber": 90,
+            },
+            "transition",
+        ),
+        rule(
+            4,
+            {
+                "tagStatus": "any",
+                "storageClass": "archive",
+                "countType": "sinceImageTransitioned",
+                "countUnit": "days",
+                "countNumber": 90,
+            },
+        ),
+        rule(5, {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}),
+    )
+    images = [
+        image("A", ["old-a"], 9000),
+        image("B", ["old-b"], 900, last_activated_at=NOW - timedelta(days=10)),
+        image("C", ["p-c"], 900, last_pulled_at=NOW - timedelta(days=100)),
+        image("D", ["arch"], 900, status="ARCHIVED", last_archived_at=NOW - timedelta(days=95)),
+        image("E", [], 3),
+        image("F", [], 2),
+    ]
+    plan = evaluate(parse_policy(text), images, NOW.replace(tzinfo=None))
+    reasons = {d.digest: d.reason for d in plan.decisions}
+    # A rule that selects nothing (rule 1) does not stop the rules after it.
+    assert reasons[digest("A")] == "rule 2: pushed 9000.0 days ago, more than 30 days"
+    assert reasons[digest("B")] == "rule 2 keeps it: restored 10.0 days ago, not more than 30 days"
+    assert reasons[digest("C")] == "rule 3 (Rule 3): last pulled 100.0 days ago, more than 90 days"
+    assert reasons[digest("D")] == "rule 4 (Rule 4): archived 95.0 days ago, more than 90 days"
+    assert reasons[digest("E")] == (
+        "rule 5 (Rule 5): number 2 by push time of 5 images it selects, more than 1"
+    )
+    assert reasons[digest("F")] == (
+        "rule 5 (Rule 5) keeps it: among the newest 1 of 5 images it selects"
+    )
+    assert plan.summary() == {
+        "expiringImageTotalCount": 3,
+        "transitioningImageTotalCounts": [{"targetStorageClass": "ARCHIVE", "imageTotalCount": 1}],
+    }
+    # A naive `now` is UTC, as ECR's timestamps are.
+    assert plan.now == NOW
+
+
+def test_a_storage_class_with_no_images_is_no_error() -> None:
+    text = policy(
+        rule(
+            1,
+            {
+                "tagStatus": "any",
+                "storageClass": "archive",
+                "countType": "sinceImageTransitioned",
+                "countUnit": "days",
+                "countNumber": 90,
+            },
+        )
+    )
+    assert acted(text, [image("A", ["v1"], 900)]) == {}
+
+
+def test_a_kept_manifest_list_names_itself_in_its_childs_reason() -> None:
+    text = policy(
+        rule(
+            1,
+            {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 1,
+            },
+        )
+    )
+    images = [image("I", ["v1"], 10), image("C", [], 10)]
+    plan = evaluate(parse_policy(text), images, NOW, index_children={digest("I"): [digest("C")]})
+    child_decision = plan.decisions[1]
+    assert child_decision.action is None
+    assert child_decision.reason == (
+        f"rule 1 (Rule 1): pushed 10.0 days ago, more than 1 days; but manifest list "
+        f"{digest('I')} references it and is not expired, so it is kept"
+    )
+
+
+def test_preview_result_of_an_undecided_image_has_empty_action_and_standard_class() -> None:
+    decision = evaluate(
+        parse_policy(
+            policy(
+                rule(1, {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5})
+            )
+        ),
+        [image("A", [], 1)],
+        NOW,
+    ).decisions[0]
+    from_plan = decision.model_copy(update={"storage_class": None})
+    assert preview_result(from_plan) == {
+        "imageDigest": digest("A"),
+        "imageTags": [],
+        "imagePushedAt": (NOW - timedelta(days=1)).isoformat(),
+        "action": {"type": ""},
+        "appliedRulePriority": 1,
+        "storageClass": "STANDARD",
+    }
