@@ -253,3 +253,24 @@ def test_permanent_failure_is_dead_lettered_once_and_a_redrive_is_processed(
 
     redriven = invoke(json.loads(letters[0]["Body"])["event"])  # after the fix (IAM) lands
     assert redriven["status"] == "handled" and not redriven.get("duplicate")
+
+
+def test_the_repository_is_described_only_when_a_tag_moves(aws, registry, policy_file) -> None:
+    policy_file()  # the example policy: aliases and latest
+    registry.create_repository("team/app")
+    first = build_image(layer_sizes=[128], seed=45)
+    second = build_image(layer_sizes=[128], seed=46)
+    push_built(registry, first, "team/app", tag="1.0.0")
+    gateway = registries.registry(ACCOUNT, REGION)
+    gateway.calls.clear()
+    invoke(push_event("team/app", first.manifest.digest, "1.0.0", "moves-1"))
+    assert gateway.calls["describe_repositories"] == 0  # 1.0, 1 and latest are new tags
+
+    push_built(registry, second, "team/app", tag="1.1.0")
+    gateway.calls.clear()
+    invoke(push_event("team/app", second.manifest.digest, "1.1.0", "moves-2"))
+
+    # `1` and `latest` move: whether they may depends on the repository's tag mutability.
+    assert gateway.calls["describe_repositories"] == 1
+    assert {"1.1", "1", "latest"} <= tags_of(registry, "team/app", second.manifest.digest)
+    assert tags_of(registry, "team/app", first.manifest.digest) == {"1.0.0", "1.0"}
