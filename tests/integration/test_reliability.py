@@ -164,21 +164,18 @@ def test_lost_answer_to_the_in_progress_write_does_not_strand_the_event(
     event = push_event("team/app", image.manifest.digest, "3.2.1", "lost-answer-1")
 
     # DynamoDB applies the in-progress write; its answer is lost; botocore's retry of the write
-    # then finds the record in progress.
-    lost = injected({"dynamodb": {"lost": 1.0}}, operations={"PutItem"}, limit=1)
-    with lost as faults, pytest.raises(IdempotencyAlreadyInProgressError):
-        invoke(event)
+    # then finds the record in progress (unless, on a loaded machine, the retry came after the
+    # window: then it takes the record over at once, which is the same recovery).
+    deadline = datetime.now(UTC).timestamp() + 15
+    with injected({"dynamodb": {"lost": 1.0}}, operations={"PutItem"}, limit=1) as faults:
+        while True:
+            try:
+                result = invoke(event)  # the invocation, then Lambda's retries
+                break
+            except IdempotencyAlreadyInProgressError:
+                assert datetime.now(UTC).timestamp() < deadline, "the event stayed stranded"
+                assert tags_of(registry, "team/app", image.manifest.digest) == {"3.2.1"}
     assert faults.injected["dynamodb:lost"] == 1
-    assert tags_of(registry, "team/app", image.manifest.digest) == {"3.2.1"}
-
-    # Lambda's next retry comes after the in-progress window: it takes the record over.
-    deadline = datetime.now(UTC).timestamp() + 10
-    while True:
-        try:
-            result = invoke(event)
-            break
-        except IdempotencyAlreadyInProgressError:
-            assert datetime.now(UTC).timestamp() < deadline, "the event stayed stranded"
     assert result["status"] == "handled"
     assert {"3.2", "3", "latest"} <= tags_of(registry, "team/app", image.manifest.digest)
     assert invoke(event).get("duplicate") is True  # and processed exactly once in effect
