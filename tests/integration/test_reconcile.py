@@ -12,11 +12,13 @@ import pytest
 
 import app
 from chalicelib.ecr import registries
+from chalicelib.ecr.errors import RegistryError
 from chalicelib.ecr.gateway import Registry
 from chalicelib.gate.records import records
 from chalicelib.kernel.jobqueue import queue_url
 from chalicelib.kernel.settings import get_settings
 from chalicelib.sweep import jobs as sweep
+from steward_tools.local.jobs import sqs_event
 from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.samples import build_image
 from tests.conftest import ACCOUNT, REGION
@@ -151,3 +153,36 @@ def test_a_dry_run_sweep_sends_dry_run_jobs(releases) -> None:
     [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
     job = sweep.RepositoryJob.model_validate_json(message["Body"])
     assert job.dry_run and job.repository.name == "team/app"
+
+
+def test_the_repository_job_function_repairs_aliases_and_a_decision_left_unapplied(
+    releases, registry, monkeypatch
+) -> None:
+    top = releases["1.4.3"]
+    original = Registry.put_manifest
+
+    def denied(self, repository, manifest, tag=None):
+        raise RegistryError("AccessDeniedException", "not allowed", "put_image")
+
+    monkeypatch.setattr(Registry, "put_manifest", denied)
+    scan(top, {}, "scan-denied")  # pass, but `approved` could not be put
+    monkeypatch.setattr(Registry, "put_manifest", original)
+    record = records().get("team/app", top)
+    assert record is not None and record.status == "pass" and not record.applied
+    job = sweep.RepositoryJob(
+        sweep_id="s",
+        account=ACCOUNT,
+        region=REGION,
+        repository=registry.describe_repository("team/app"),
+        started_at=NOW,
+    )
+    message = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": job.model_dump_json()}
+    event = sqs_event([message], f"arn:aws:sqs:{REGION}:{ACCOUNT}:steward-repository-jobs", REGION)
+
+    # Through the Lambda entry point: the function's IAM grants are checked against this.
+    response = app.on_repository_job(event, LocalLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert tags(registry)[top] == {"1.4.3", "1.4", "1", "latest", "approved"}
+    record = records().get("team/app", top)
+    assert record is not None and record.applied
