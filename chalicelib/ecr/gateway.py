@@ -125,6 +125,16 @@ class Registry:
     def region(self) -> str:
         return str(self.client.meta.region_name)
 
+    @property
+    def registry_id(self) -> str | None:
+        """The account whose registry this is, when named (else the caller's own)."""
+        return self._registry_id
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where the control API is (ECR's, or the embedded backend's)."""
+        return str(self.client.meta.endpoint_url)
+
     def _ids(self) -> dict[str, str]:
         return {"registryId": self._registry_id} if self._registry_id else {}
 
@@ -697,7 +707,8 @@ class Registry:
     def authorization_token(self) -> AuthorizationToken:
         """get-authorization-token: a docker login credential carrying this gateway's identity."""
 
-        data = self._call("get_authorization_token")["authorizationData"][0]
+        # The caller's own registry: registryId is not a parameter (registryIds is deprecated).
+        data = self._own_registry_call("get_authorization_token")["authorizationData"][0]
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         return AuthorizationToken(
             username=username,

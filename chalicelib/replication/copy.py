@@ -14,18 +14,25 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import IO, Literal
 
-from pydantic import BaseModel, Field
+import urllib3
 
+from chalicelib.ecr.distribution import registry_client
 from chalicelib.ecr.errors import (
     InvalidLayer,
     RegistryError,
     RepositoryAlreadyExists,
+    RepositoryNotFound,
 )
 from chalicelib.ecr.gateway import Registry
+from chalicelib.kernel.observability import logger
+from chalicelib.registry_client.errors import RegistryHTTPError
+from chalicelib.registry_client.transport import RegistryClient
 from chalicelib.replication.jobs import CopyJob
 from chalicelib.replication.ledger import record_copies
 from chalicelib.replication.plan import BlobStep, CopyPlan, describe_plan, plan_copy
+from chalicelib.replication.result import CopyResult, DigestMismatch
 from chalicelib.replication.source import SourceImage, read_destination, read_source
+from chalicelib.replication.v2copy import BLOB_CONCURRENCY, copy_over_v2
 
 # Layers of one image copied at once. Each holds about one upload part (10 MiB) plus its
 # base64 request body in memory, so this bounds a copy's memory whatever the layer sizes.
@@ -37,27 +44,6 @@ LAYER_ATTEMPTS = 3
 
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-class DigestMismatch(RegistryError):
-    """A copied blob's bytes do not hash to the digest the manifest names: the copy stops."""
-
-
-class CopyResult(BaseModel):
-    rule: str
-    source: str
-    destination: str
-    digest: str
-    status: Literal["copied", "unchanged", "planned"]
-    repository_created: bool = False
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    bytes_moved: int = 0
-    bytes_skipped: int = 0
-    bytes_planned: int = 0
-    manifests_put: int = 0
-    layer_restarts: int = 0
-    plan: list[str] = Field(default_factory=list)
 
 
 class _VerifyingReader:
@@ -230,6 +216,66 @@ def apply_copy_plan(
     return result
 
 
+Protocol = Literal["auto", "v2", "api"]
+
+
+def _v2_clients(
+    source: Registry, destination: Registry
+) -> tuple[RegistryClient, RegistryClient] | None:
+    """Both ends' `/v2` clients, pinged; None when either cannot be reached that way."""
+    try:
+        clients = registry_client(source), registry_client(destination)
+        for client in clients:
+            client.ping()
+    except (OSError, urllib3.exceptions.HTTPError, RegistryHTTPError) as error:
+        logger().warning(
+            "registry protocol unreachable: copying through the control API",
+            extra={"error": str(error)},
+        )
+        return None
+    return clients
+
+
+def _repository_exists(registry: Registry, repository: str) -> bool:
+    try:
+        registry.describe_repository(repository)
+    except RepositoryNotFound:
+        return False
+    return True
+
+
+def creator(registry: Registry, job: CopyJob) -> Callable[[], bool]:
+    """Create the job's destination repository with its declared settings (False: it existed)."""
+    target = job.destination
+
+    def create() -> bool:
+        try:
+            registry.create_repository(
+                target.repository,
+                tag_mutability=target.create.tag_mutability,
+                scan_on_push=target.create.scan_on_push,
+                tags=target.create.tags,
+            )
+        except RepositoryAlreadyExists:
+            return False
+        return True
+
+    return create
+
+
+def ledger_recorder(
+    job: CopyJob, ledger_table: str | None
+) -> Callable[[dict[str, list[str]]], None] | None:
+    if not ledger_table:
+        return None
+    table = ledger_table
+
+    def record(made: dict[str, list[str]]) -> None:
+        record_copies(table, {job.ledger_key(d): tags for d, tags in made.items()})
+
+    return record
+
+
 def copy_image(
     job: CopyJob,
     *,
@@ -239,8 +285,25 @@ def copy_image(
     ledger_table: str | None = None,
     concurrency: int = LAYER_CONCURRENCY,
     on_bytes: Callable[[int], None] = lambda n: None,
+    protocol: Protocol = "auto",
 ) -> CopyResult:
-    """Read, plan and (unless dry run) apply one copy job."""
+    """Read, plan and (unless dry run) apply one copy job: over the registry protocol (`/v2`)
+    when both ends answer it, else (`auto`) through ECR's control API."""
+    clients = _v2_clients(source, destination) if protocol != "api" else None
+    if clients is None and protocol == "v2":
+        raise RegistryError("RegistryUnreachable", "the registry protocol cannot be reached")
+    if clients is not None:
+        return copy_over_v2(
+            job,
+            source=clients[0],
+            destination=clients[1],
+            repository_exists=_repository_exists(destination, job.destination.repository),
+            create=creator(destination, job),
+            dry_run=dry_run,
+            concurrency=max(concurrency, BLOB_CONCURRENCY),
+            on_bytes=on_bytes,
+            record=ledger_recorder(job, ledger_table),
+        )
     image = read_source(source, job.source_repository, job.digest)
     state = read_destination(destination, job.destination.repository, image, job.tags)
     plan = plan_copy(job, image, state)
@@ -256,15 +319,14 @@ def copy_image(
             blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
             plan=describe_plan(plan),
         )
-    record = None
-    if ledger_table:
-        table = ledger_table
-
-        def record(made: dict[str, list[str]]) -> None:
-            record_copies(table, {job.ledger_key(d): tags for d, tags in made.items()})
-
     result = apply_copy_plan(
-        source, destination, plan, image, concurrency=concurrency, on_bytes=on_bytes, record=record
+        source,
+        destination,
+        plan,
+        image,
+        concurrency=concurrency,
+        on_bytes=on_bytes,
+        record=ledger_recorder(job, ledger_table),
     )
     result.plan = describe_plan(plan)
     return result

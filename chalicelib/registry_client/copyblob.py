@@ -1,0 +1,181 @@
+"""One blob from one registry to another in one streaming pass: HEAD already done by the caller,
+mount when both ends are the same registry, else parts streamed from the source's GET straight
+into PATCH requests while the bytes are hashed. Memory holds one read piece per blob in flight.
+
+A part that breaks (either connection) is resumed where the registry says the upload stands
+(`GET` of the upload: `Range`), re-reading the source from there with an HTTP range; the hash
+resumes from a saved state at the last part boundary at or before that point, so the digest is
+still verified over every byte. The digest and size are checked before the upload is finished:
+the registry never completes a blob whose bytes were wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from chalicelib.registry_client.blobs import open_blob
+from chalicelib.registry_client.errors import BlobDigestMismatch, RegistryHTTPError
+from chalicelib.registry_client.transport import RegistryClient, stream_chunks
+from chalicelib.registry_client.uploads import (
+    Upload,
+    finish_upload,
+    send_part,
+    start_upload,
+    upload_offset,
+)
+
+READ_PIECE = 1024 * 1024
+# Bytes a PATCH carries. Every part but the last must be at least 5 MiB (ECR's minimum); a
+# broken part costs at most this much again.
+PART_SIZE = 64 * 1024 * 1024
+ATTEMPTS = 4
+
+
+@dataclass
+class BlobCopy:
+    moved: int = 0  # bytes read from the source and sent (a resumed part counts again)
+    mounted: bool = False
+    resumes: int = 0
+
+
+class _Pieces:
+    """A source stream handed out in exact lengths, hashing every byte as it passes."""
+
+    def __init__(self, chunks: Iterator[bytes], hasher: Any, on_bytes: Callable[[int], None]):
+        self._chunks = chunks
+        self._carry = b""
+        self.hasher = hasher
+        self._on_bytes = on_bytes
+        self.read = 0
+
+    def take(self, length: int, send: bool = True) -> Iterator[bytes]:
+        left = length
+        while left > 0:
+            piece = self._carry or next(self._chunks, b"")
+            self._carry = b""
+            if not piece:
+                raise BlobDigestMismatch(f"the source ended {left} bytes early")
+            if len(piece) > left:
+                piece, self._carry = piece[:left], piece[left:]
+            left -= len(piece)
+            self.hasher.update(piece)
+            self.read += len(piece)
+            if send:
+                self._on_bytes(len(piece))
+                yield piece
+
+    def skip(self, length: int) -> None:
+        for _ in self.take(length, send=False):
+            pass
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, BlobDigestMismatch):
+        return False
+    if isinstance(error, RegistryHTTPError):
+        return error.transient or (error.status in (400, 404, 416) and "UPLOAD" in error.code)
+    return isinstance(error, OSError | urllib3.exceptions.HTTPError)
+
+
+def copy_blob(
+    source: RegistryClient,
+    source_repository: str,
+    destination: RegistryClient,
+    destination_repository: str,
+    digest: str,
+    size: int,
+    *,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    part_size: int = PART_SIZE,
+    attempts: int = ATTEMPTS,
+) -> BlobCopy:
+    result = BlobCopy()
+    same_registry = source.endpoint.identity == destination.endpoint.identity
+    mount = same_registry and source_repository != destination_repository
+    upload = start_upload(
+        destination,
+        destination_repository,
+        mount=digest if mount else None,
+        source=source_repository if mount else None,
+    )
+    if upload is None:
+        result.mounted = True
+        return result
+    checkpoints: dict[int, Any] = {0: hashlib.sha256()}  # part boundary → hash state there
+    held = 0  # bytes the registry holds of the upload
+    for attempt in range(attempts):
+        try:
+            upload = _send_from(
+                source,
+                source_repository,
+                destination,
+                upload,
+                digest,
+                size,
+                held,
+                checkpoints,
+                result,
+                on_bytes,
+                part_size,
+            )
+            finish_upload(destination, upload, digest)
+            return result
+        except BaseException as error:
+            if not _retryable(error) or attempt == attempts - 1:
+                raise
+            result.resumes += 1
+            try:
+                held = upload_offset(destination, upload)
+            except RegistryHTTPError as lost:
+                if lost.status != 404:
+                    raise
+                new = start_upload(destination, destination_repository)
+                assert new is not None
+                upload, held = new, 0
+    raise AssertionError("unreachable")
+
+
+def _send_from(
+    source: RegistryClient,
+    source_repository: str,
+    destination: RegistryClient,
+    upload: Upload,
+    digest: str,
+    size: int,
+    held: int,
+    checkpoints: dict[int, Any],
+    result: BlobCopy,
+    on_bytes: Callable[[int], None],
+    part_size: int,
+) -> Upload:
+    start = max(offset for offset in checkpoints if offset <= held)
+    response = open_blob(source, source_repository, digest, offset=start)
+    chunks = stream_chunks(response, READ_PIECE)
+    try:
+        counted = on_bytes
+
+        def moved(n: int) -> None:
+            result.moved += n
+            counted(n)
+
+        pieces = _Pieces(chunks, checkpoints[start].copy(), moved)
+        pieces.skip(held - start)  # bytes the registry kept of a broken part: hashed, not sent
+        position = held
+        while position < size:
+            length = min(part_size, size - position)
+            upload = send_part(destination, upload, pieces.take(length), position, length)
+            position += length
+            checkpoints[position] = pieces.hasher.copy()
+        actual = "sha256:" + pieces.hasher.hexdigest()
+        if actual != digest or position != size:
+            raise BlobDigestMismatch(f"blob {digest} ({size} bytes) hashes to {actual}")
+        if next(chunks, b""):
+            raise BlobDigestMismatch(f"blob {digest} is longer than its {size} bytes")
+        return upload
+    finally:
+        chunks.close()  # type: ignore[attr-defined]
