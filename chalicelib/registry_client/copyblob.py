@@ -91,9 +91,10 @@ def copy_blob(
     size: int,
     *,
     on_bytes: Callable[[int], None] = lambda n: None,
-    part_size: int = PART_SIZE,
+    part_size: int | None = None,
     attempts: int = ATTEMPTS,
 ) -> BlobCopy:
+    part_size = part_size or PART_SIZE
     result = BlobCopy()
     same_registry = source.endpoint.identity == destination.endpoint.identity
     mount = same_registry and source_repository != destination_repository
