@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import IO, Literal
+from urllib.parse import urlsplit
 
 import urllib3
 
@@ -25,9 +26,11 @@ from chalicelib.ecr.errors import (
 )
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.observability import logger
+from chalicelib.registry_client.auth import anonymous
+from chalicelib.registry_client.credentials import from_docker_config, from_secret
 from chalicelib.registry_client.errors import RegistryHTTPError
-from chalicelib.registry_client.transport import RegistryClient
-from chalicelib.replication.jobs import CopyJob
+from chalicelib.registry_client.transport import Endpoint, RegistryClient
+from chalicelib.replication.jobs import CopyJob, Upstream
 from chalicelib.replication.ledger import record_copies
 from chalicelib.replication.plan import BlobStep, CopyPlan, describe_plan, plan_copy
 from chalicelib.replication.result import CopyResult, DigestMismatch
@@ -330,3 +333,36 @@ def copy_image(
     )
     result.plan = describe_plan(plan)
     return result
+
+
+def upstream_client(upstream: Upstream) -> RegistryClient:
+    """The `/v2` client of a mirror rule's upstream registry, with its credentials."""
+    if upstream.secret:
+        credentials = from_secret(upstream.secret)
+    elif upstream.docker_config:
+        credentials = from_docker_config(urlsplit(upstream.url).netloc)
+    else:
+        credentials = anonymous
+    return RegistryClient(Endpoint(url=upstream.url, credentials=credentials))
+
+
+def copy_from_upstream(
+    job: CopyJob,
+    *,
+    source: RegistryClient,
+    destination: Registry,
+    dry_run: bool = False,
+    ledger_table: str | None = None,
+    on_bytes: Callable[[int], None] = lambda n: None,
+) -> CopyResult:
+    """Copy one image from an upstream registry into ECR, over the registry protocol."""
+    return copy_over_v2(
+        job,
+        source=source,
+        destination=registry_client(destination),
+        repository_exists=_repository_exists(destination, job.destination.repository),
+        create=creator(destination, job),
+        dry_run=dry_run,
+        on_bytes=on_bytes,
+        record=ledger_recorder(job, ledger_table),
+    )

@@ -29,8 +29,21 @@ class Target(BaseModel):
         return f"{self.account}/{self.region}/{self.repository}"
 
 
+class Upstream(BaseModel):
+    """A source registry that is not ECR (a mirror rule's upstream): where its `/v2` is and
+    where its credentials come from (a Secrets Manager secret, docker's config for the CLI, or
+    none: anonymous)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    secret: str | None = None
+    docker_config: bool = False
+
+
 class CopyJob(BaseModel):
-    """One image to one destination: the unit of work on the queue. `delete` is delete sync."""
+    """One image to one destination: the unit of work on the queue. `delete` is delete sync.
+    With `upstream` the source is that registry (`source_repository` there), not ECR."""
 
     kind: Literal["copy", "delete"] = "copy"
     rule: str
@@ -41,6 +54,7 @@ class CopyJob(BaseModel):
     digest: str
     tags: list[str] = Field(default_factory=list)
     destination: Target
+    upstream: Upstream | None = None
 
     def ledger_key(self, digest: str | None = None) -> str:
 

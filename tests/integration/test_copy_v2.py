@@ -16,7 +16,7 @@ from chalicelib.policy.replication import ReplicationRule
 from chalicelib.registry_client.transport import Endpoint, RegistryClient
 from chalicelib.replication.copy import DigestMismatch, copy_image
 from chalicelib.replication.jobs import CopyJob, jobs_for
-from steward_tools.samples import build_image
+from steward_tools.samples import BuiltImage, build_image
 from tests.conftest import ACCOUNT, REGION
 from tests.imagefactory import push_built
 
@@ -46,7 +46,7 @@ def job_for(repository: str, digest: str, tags: list[str], destination: str) -> 
     return job
 
 
-def pushed(registry: Registry, sizes: list[int], seed: int) -> tuple[object, CopyJob]:
+def pushed(registry: Registry, sizes: list[int], seed: int) -> tuple[BuiltImage, CopyJob]:
     registry.create_repository("team/app")
     image = build_image(sizes, seed=seed, gzip_layers=False)
     push_built(registry, image, "team/app", tag="1.0.0")
@@ -61,8 +61,8 @@ def test_replication_copies_over_v2_without_control_api_uploads(registry) -> Non
     made = registry.calls - before
 
     assert result.protocol == "v2" and result.status == "copied"
-    assert result.bytes_moved == sum(len(b) for b in image.blobs.values())  # type: ignore[attr-defined]
-    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest  # type: ignore[attr-defined]
+    assert result.bytes_moved == sum(len(b) for b in image.blobs.values())
+    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
     assert made["upload_layer_part"] == 0 and made["put_image"] == 0
     again = copy_image(job, source=registry, destination=registry)
     assert (again.status, again.bytes_moved, again.manifests_put) == ("unchanged", 0, 0)
@@ -74,13 +74,13 @@ def test_blobs_are_mounted_inside_one_registry_when_it_allows(registry) -> None:
 
     result = copy_image(job, source=registry, destination=registry)
 
-    assert result.blobs_mounted == len(image.blobs) and result.bytes_moved == 0  # type: ignore[attr-defined]
-    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest  # type: ignore[attr-defined]
+    assert result.blobs_mounted == len(image.blobs) and result.bytes_moved == 0
+    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
 
 
 def test_a_broken_upload_resumes_where_the_registry_says_it_stopped(registry, monkeypatch) -> None:
     image, job = pushed(registry, [23 * MiB], seed=23)
-    layer = image.layers[0].blob  # type: ignore[attr-defined]
+    layer = image.layers[0].blob
     monkeypatch.setattr(copyblob, "PART_SIZE", 5 * MiB)
     real = copyblob.send_part
     broken: list[int] = []
@@ -105,9 +105,9 @@ def test_a_broken_upload_resumes_where_the_registry_says_it_stopped(registry, mo
     assert broken == [10 * MiB] and result.layer_restarts == 1
     # The two parts the registry held were not sent again: only the 3 MiB read of the broken
     # part were read twice.
-    config = len(image.blobs[image.config_digest])  # type: ignore[attr-defined]
+    config = len(image.blobs[image.config_digest])
     assert result.bytes_moved == len(layer) + config + 3 * MiB
-    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest  # type: ignore[attr-defined]
+    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
 
 
 def test_bytes_that_do_not_match_their_digest_stop_the_copy(registry, monkeypatch) -> None:
@@ -124,7 +124,8 @@ def test_bytes_that_do_not_match_their_digest_stop_the_copy(registry, monkeypatc
         copy_image(job, source=registry, destination=registry)
     with pytest.raises(ClientError, match="ImageNotFoundException"):
         boto3.client("ecr").describe_images(
-            repositoryName="copy/team/app", imageIds=[{"imageDigest": image.digest}]  # type: ignore[attr-defined]
+            repositoryName="copy/team/app",
+            imageIds=[{"imageDigest": image.digest}],
         )
 
 
@@ -136,4 +137,4 @@ def test_falls_back_to_the_control_api_when_v2_cannot_be_reached(registry, monke
     result = copy_image(job, source=registry, destination=registry)
 
     assert result.protocol == "api"
-    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest  # type: ignore[attr-defined]
+    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
