@@ -42,6 +42,7 @@ def free_port() -> int:
 @contextmanager
 def distribution(scratch: Path, *, basic: bool = False) -> Iterator[str]:
     """A running registry; yields its URL (`http://127.0.0.1:<port>`)."""
+    scratch.mkdir(parents=True, exist_ok=True)
     port = free_port()
     auth = ""
     if basic:

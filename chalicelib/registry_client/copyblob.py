@@ -29,7 +29,7 @@ from chalicelib.registry_client.uploads import (
     upload_offset,
 )
 
-READ_PIECE = 1024 * 1024
+READ_PIECE = 256 * 1024
 # Bytes a PATCH carries. Every part but the last must be at least 5 MiB (ECR's minimum); a
 # broken part costs at most this much again.
 PART_SIZE = 64 * 1024 * 1024

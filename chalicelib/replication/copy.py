@@ -296,6 +296,7 @@ def copy_image(
     if clients is None and protocol == "v2":
         raise RegistryError("RegistryUnreachable", "the registry protocol cannot be reached")
     if clients is not None:
+        _release_large_buffers()
         return copy_over_v2(
             job,
             source=clients[0],
@@ -356,6 +357,7 @@ def copy_from_upstream(
     on_bytes: Callable[[int], None] = lambda n: None,
 ) -> CopyResult:
     """Copy one image from an upstream registry into ECR, over the registry protocol."""
+    _release_large_buffers()
     return copy_over_v2(
         job,
         source=source,

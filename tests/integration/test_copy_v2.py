@@ -103,10 +103,10 @@ def test_a_broken_upload_resumes_where_the_registry_says_it_stopped(registry, mo
     result = copy_image(job, source=registry, destination=registry)
 
     assert broken == [10 * MiB] and result.layer_restarts == 1
-    # The two parts the registry held were not sent again: only the 3 MiB read of the broken
-    # part were read twice.
+    # The two parts the registry held were not sent again: only the three pieces read of the
+    # broken part were read twice.
     config = len(image.blobs[image.config_digest])
-    assert result.bytes_moved == len(layer) + config + 3 * MiB
+    assert result.bytes_moved == len(layer) + config + 3 * copyblob.READ_PIECE
     assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
 
 
