@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 from chalicelib.kernel.aws import caller_account
@@ -75,9 +76,12 @@ def due(rule: MirrorRule, now: float) -> bool:
 def handle_schedule(event: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The body of the scheduled `mirror_sync` function: one job per image of each due rule."""
     policy = current_policy().policy
-    moment = time.time() if now is None else now
+    if now is None:
+        stamp = event.get("time")  # the scheduled event's own time: a retried run decides alike
+        now = datetime.fromisoformat(stamp).timestamp() if stamp else time.time()
+    moment = now
     region = get_settings().region
-    account = caller_account()
+    account = str(event.get("account") or caller_account())  # a schedule's event names it
     sent: dict[str, int] = {}
     failed: dict[str, str] = {}
     for rule in policy.mirror:
