@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel import aws
+from chalicelib.kernel.ratelimit import limiter_for
 from chalicelib.registry_client.transport import Endpoint, RegistryClient
 
 # Fetch a new password this long before the current one expires.
@@ -73,7 +74,7 @@ def registry_client(gateway: Registry) -> RegistryClient:
             credentials=login,
             label=f"ecr:{account}:{region}",
         )
-    client = RegistryClient(endpoint)
+    client = RegistryClient(endpoint, pace=limiter_for(account, region))
     with _lock:
         _clients[gateway] = client
     return client

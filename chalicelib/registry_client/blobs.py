@@ -17,6 +17,7 @@ def head_blob(client: RegistryClient, repository: str, digest: str) -> int | Non
             client.url(f"/v2/{repository}/blobs/{digest}"),
             scopes=(scope(repository, "pull"),),
             expect=(200,),
+            operation="batch_check_layer_availability",
         )
     except RegistryHTTPError as error:
         if error.status == 404:
@@ -38,6 +39,7 @@ def open_blob(
         headers=headers,
         stream=True,
         expect=(200, 206),
+        operation="get_download_url_for_layer",
     )
     if offset and response.status != 206:
         response.release_conn()

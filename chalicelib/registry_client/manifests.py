@@ -27,6 +27,7 @@ def get_manifest(client: RegistryClient, repository: str, reference: str) -> Raw
         client.url(f"/v2/{repository}/manifests/{reference}"),
         scopes=(scope(repository, "pull"),),
         headers={"Accept": ACCEPT},
+        operation="batch_get_image",
     )
     body = response.data
     digest = digest_of(body)
@@ -49,6 +50,7 @@ def head_manifest(client: RegistryClient, repository: str, reference: str) -> st
             client.url(f"/v2/{repository}/manifests/{reference}"),
             scopes=(scope(repository, "pull"),),
             headers={"Accept": ACCEPT},
+            operation="batch_get_image",
         )
     except RegistryHTTPError as error:
         if error.status == 404:
@@ -76,6 +78,7 @@ def put_manifest(
         headers={"Content-Type": media_type},
         body=body,
         expect=(201, 200, 202),
+        operation="put_image",
     )
     digest = response.headers.get("Docker-Content-Digest") or digest_of(body)
     return PutResult(str(digest), bool(response.headers.get("OCI-Subject")))

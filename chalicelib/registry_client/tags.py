@@ -20,7 +20,9 @@ def iter_tags(client: RegistryClient, repository: str) -> Iterator[str]:
     url: str | None = client.url(f"/v2/{repository}/tags/list", {"n": str(PAGE)})
     while url:
         try:
-            response = client.request("GET", url, scopes=(scope(repository, "pull"),))
+            response = client.request(
+                "GET", url, scopes=(scope(repository, "pull"),), operation="list_images"
+            )
         except RegistryHTTPError as error:
             if error.status == 404:
                 return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -74,8 +74,18 @@ class Endpoint:
 class RegistryClient:
     """Requests to one registry with its authentication. Thread-safe; share one per registry."""
 
-    def __init__(self, endpoint: Endpoint, *, attempts: int = 6, sleep: Any = time.sleep) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        attempts: int = 6,
+        sleep: Any = time.sleep,
+        pace: Callable[[str], None] | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        # ECR: each /v2 request waits for a token of the API operation it stands for
+        # (`chalicelib.kernel.ratelimit`), so both paths share one registry's quotas.
+        self._pace = pace
         self.attempts = attempts
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -213,6 +223,7 @@ class RegistryClient:
         stream: bool = False,
         redirect: bool = True,
         expect: Iterable[int] = (200,),
+        operation: str | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Send a request with the scopes' authorization; answer a challenge once, back off on
         429 and 5xx (only a body that can be sent again is retried). A status outside `expect`
@@ -221,6 +232,8 @@ class RegistryClient:
         expected = set(expect)
         challenged = False
         for attempt in range(self.attempts):
+            if self._pace is not None and operation:
+                self._pace(operation)
             response = self._send(
                 method,
                 url,

@@ -34,7 +34,13 @@ def start_upload(
         scopes.append(scope(source, "pull"))
     url = client.url(f"/v2/{repository}/blobs/uploads/", query or None)
     response = client.request(
-        "POST", url, scopes=tuple(scopes), body=b"", headers=OCTETS, expect=(201, 202)
+        "POST",
+        url,
+        scopes=tuple(scopes),
+        body=b"",
+        headers=OCTETS,
+        expect=(201, 202),
+        operation="initiate_layer_upload",
     )
     if response.status == 201:
         return None
@@ -65,6 +71,7 @@ def send_part(
         },
         body=body,
         expect=(202, 204),
+        operation="upload_layer_part",
         redirect=False,
     )
     got = _range_end(response.headers.get("Range"))
@@ -82,6 +89,7 @@ def finish_upload(client: RegistryClient, upload: Upload, digest: str) -> None:
         headers=OCTETS,
         body=b"",
         expect=(201, 204),
+        operation="complete_layer_upload",
         redirect=False,
     )
 
