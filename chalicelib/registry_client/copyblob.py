@@ -78,6 +78,8 @@ def _retryable(error: BaseException) -> bool:
     if isinstance(error, BlobDigestMismatch):
         return False
     if isinstance(error, RegistryHTTPError):
+        if error.status == 401:  # a token expired during a long upload: resume with a new one
+            return True
         return error.transient or (error.status in (400, 404, 416) and "UPLOAD" in error.code)
     return isinstance(error, OSError | urllib3.exceptions.HTTPError)
 

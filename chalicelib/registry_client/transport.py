@@ -252,6 +252,8 @@ class RegistryClient:
                 _discard(response)
                 self._sleep(retry_after(response.headers.get("Retry-After"), attempt))
                 continue
+            if response.status == 401:
+                self._learn(response)  # an expired token: the caller's retry asks for a new one
             if response.status not in expected:
                 data = response.read() if stream else response.data
                 _discard(response)
