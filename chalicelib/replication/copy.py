@@ -6,7 +6,6 @@ byte; a copy that failed in the middle of a layer restarts that layer with a new
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import threading
 from collections.abc import Callable
@@ -129,7 +128,7 @@ def _release_large_buffers() -> None:
     """
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process itself: its libc symbols, no ctypes.util lookup
         libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
