@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 
@@ -84,6 +84,29 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, OSError | urllib3.exceptions.HTTPError)
 
 
+class UploadSessions(Protocol):
+    """Where unfinished uploads are remembered between jobs (a job that timed out or crashed):
+    the next attempt resumes the upload instead of starting it again."""
+
+    def get(self, repository: str, digest: str) -> str | None: ...
+    def put(self, repository: str, digest: str, location: str) -> None: ...
+    def forget(self, repository: str, digest: str) -> None: ...
+
+
+def _remembered(
+    destination: RegistryClient, repository: str, digest: str, sessions: UploadSessions | None
+) -> tuple[Upload, int] | None:
+    """A session an earlier job left unfinished, and how much of it the registry holds."""
+    location = sessions.get(repository, digest) if sessions else None
+    if location is None:
+        return None
+    upload = Upload(repository, location)
+    try:
+        return upload, upload_offset(destination, upload)
+    except (RegistryHTTPError, OSError, urllib3.exceptions.HTTPError):
+        return None  # expired or unknown: a new upload
+
+
 def copy_blob(
     source: RegistryClient,
     source_repository: str,
@@ -94,23 +117,37 @@ def copy_blob(
     *,
     on_bytes: Callable[[int], None] = lambda n: None,
     part_size: int | None = None,
-    attempts: int = ATTEMPTS,
+    attempts: int | None = None,
+    sessions: UploadSessions | None = None,
 ) -> BlobCopy:
     part_size = part_size or PART_SIZE
+    attempts = attempts or ATTEMPTS
     result = BlobCopy()
-    same_registry = source.endpoint.identity == destination.endpoint.identity
-    mount = same_registry and source_repository != destination_repository
-    upload = start_upload(
-        destination,
-        destination_repository,
-        mount=digest if mount else None,
-        source=source_repository if mount else None,
-    )
-    if upload is None:
-        result.mounted = True
-        return result
     checkpoints: dict[int, Any] = {0: hashlib.sha256()}  # part boundary → hash state there
     held = 0  # bytes the registry holds of the upload
+    found = _remembered(destination, destination_repository, digest, sessions)
+    if found is not None:
+        # An earlier job's upload: its bytes are read and hashed again (not sent again).
+        (upload, held), result.resumes = found, 1
+    else:
+        same_registry = source.endpoint.identity == destination.endpoint.identity
+        mount = same_registry and source_repository != destination_repository
+        started = start_upload(
+            destination,
+            destination_repository,
+            mount=digest if mount else None,
+            source=source_repository if mount else None,
+        )
+        if started is None:
+            result.mounted = True
+            return result
+        upload = started
+
+    def remember(current: Upload) -> None:
+        if sessions is not None:
+            sessions.put(destination_repository, digest, current.location)
+
+    remember(upload)
     for attempt in range(attempts):
         try:
             upload = _send_from(
@@ -125,8 +162,11 @@ def copy_blob(
                 result,
                 on_bytes,
                 part_size,
+                remember,
             )
             finish_upload(destination, upload, digest)
+            if sessions is not None:
+                sessions.forget(destination_repository, digest)
             return result
         except BaseException as error:
             if not _retryable(error) or attempt == attempts - 1:
@@ -140,6 +180,7 @@ def copy_blob(
                 new = start_upload(destination, destination_repository)
                 assert new is not None
                 upload, held = new, 0
+                remember(upload)
     raise AssertionError("unreachable")
 
 
@@ -155,6 +196,7 @@ def _send_from(
     result: BlobCopy,
     on_bytes: Callable[[int], None],
     part_size: int,
+    remember: Callable[[Upload], None],
 ) -> Upload:
     start = max(offset for offset in checkpoints if offset <= held)
     response = open_blob(source, source_repository, digest, offset=start)
@@ -172,6 +214,7 @@ def _send_from(
         while position < size:
             length = min(part_size, size - position)
             upload = send_part(destination, upload, pieces.take(length), position, length)
+            remember(upload)  # a registry may move the session's location with every part
             position += length
             checkpoints[position] = pieces.hasher.copy()
         actual = "sha256:" + pieces.hasher.hexdigest()

@@ -30,7 +30,7 @@ from chalicelib.registry_client.credentials import from_docker_config, from_secr
 from chalicelib.registry_client.errors import RegistryHTTPError
 from chalicelib.registry_client.transport import Endpoint, RegistryClient
 from chalicelib.replication.jobs import CopyJob, Upstream
-from chalicelib.replication.ledger import record_copies
+from chalicelib.replication.ledger import UploadSessionTable, record_copies
 from chalicelib.replication.plan import BlobStep, CopyPlan, describe_plan, plan_copy
 from chalicelib.replication.result import CopyResult, DigestMismatch
 from chalicelib.replication.source import SourceImage, read_destination, read_source
@@ -278,6 +278,12 @@ def ledger_recorder(
     return record
 
 
+def upload_sessions(
+    destination: RegistryClient, ledger_table: str | None
+) -> UploadSessionTable | None:
+    return UploadSessionTable(ledger_table, destination.endpoint.identity) if ledger_table else None
+
+
 def copy_image(
     job: CopyJob,
     *,
@@ -306,6 +312,7 @@ def copy_image(
             concurrency=max(concurrency, BLOB_CONCURRENCY),
             on_bytes=on_bytes,
             record=ledger_recorder(job, ledger_table),
+            sessions=upload_sessions(clients[1], ledger_table),
         )
     image = read_source(source, job.source_repository, job.digest)
     state = read_destination(destination, job.destination.repository, image, job.tags)
@@ -357,13 +364,15 @@ def copy_from_upstream(
 ) -> CopyResult:
     """Copy one image from an upstream registry into ECR, over the registry protocol."""
     _release_large_buffers()
+    client = registry_client(destination)
     return copy_over_v2(
         job,
         source=source,
-        destination=registry_client(destination),
+        destination=client,
         repository_exists=_repository_exists(destination, job.destination.repository),
         create=creator(destination, job),
         dry_run=dry_run,
         on_bytes=on_bytes,
         record=ledger_recorder(job, ledger_table),
+        sessions=upload_sessions(client, ledger_table),
     )

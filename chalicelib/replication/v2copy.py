@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chalicelib.registry_client.copyblob import copy_blob
+from chalicelib.registry_client.copyblob import UploadSessions, copy_blob
 from chalicelib.registry_client.errors import BlobDigestMismatch
 from chalicelib.registry_client.manifests import put_manifest
 from chalicelib.registry_client.referrers import add_to_fallback_index
@@ -56,6 +56,7 @@ def apply_plan_v2(
     concurrency: int = BLOB_CONCURRENCY,
     on_bytes: Callable[[int], None] = lambda n: None,
     record: Callable[[dict[str, list[str]]], None] | None = None,
+    sessions: UploadSessions | None = None,
 ) -> CopyResult:
     job = plan.job
     target = job.destination
@@ -88,6 +89,7 @@ def apply_plan_v2(
                     blob.digest,
                     blob.size,
                     on_bytes=on_bytes,
+                    sessions=sessions,
                 )
             except BlobDigestMismatch as error:
                 failed.set()
@@ -143,6 +145,7 @@ def copy_over_v2(
     concurrency: int = BLOB_CONCURRENCY,
     on_bytes: Callable[[int], None] = lambda n: None,
     record: Callable[[dict[str, list[str]]], None] | None = None,
+    sessions: UploadSessions | None = None,
 ) -> CopyResult:
     """Read, plan and (unless dry run) apply one copy job over the registry protocol."""
     image = read_source_v2(source, job.source_repository, job.digest)
@@ -176,6 +179,7 @@ def copy_over_v2(
         concurrency=concurrency,
         on_bytes=on_bytes,
         record=record,
+        sessions=sessions,
     )
     result.plan = describe_plan(plan)
     return result

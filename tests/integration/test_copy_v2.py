@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 import chalicelib.registry_client.copyblob as copyblob
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.aws import reset as reset_clients
+from chalicelib.kernel.settings import get_settings
 from chalicelib.policy.replication import ReplicationRule
 from chalicelib.registry_client.transport import Endpoint, RegistryClient
 from chalicelib.replication.copy import DigestMismatch, copy_image
@@ -138,3 +139,37 @@ def test_falls_back_to_the_control_api_when_v2_cannot_be_reached(registry, monke
 
     assert result.protocol == "api"
     assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
+
+
+def test_a_job_that_died_mid_blob_is_resumed_by_the_next_job(aws, registry, monkeypatch) -> None:
+    image, job = pushed(registry, [23 * MiB], seed=26)
+    layer = image.layers[0].blob
+    table = get_settings().replication_table
+    monkeypatch.setattr(copyblob, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(copyblob, "ATTEMPTS", 1)  # the job itself fails
+    real = copyblob.send_part
+
+    def send_part(client, upload, body, first, length):
+        if first == 15 * MiB:  # three parts are in the registry, then the process dies
+
+            def cut():
+                yield next(iter(body))
+                raise ConnectionResetError("the function timed out")
+
+            return real(client, upload, cut(), first, length)
+        return real(client, upload, body, first, length)
+
+    monkeypatch.setattr(copyblob, "send_part", send_part)
+    with pytest.raises(Exception, match="timed out"):
+        copy_image(job, source=registry, destination=registry, ledger_table=table, concurrency=1)
+    monkeypatch.setattr(copyblob, "send_part", real)
+
+    resumed = copy_image(job, source=registry, destination=registry, ledger_table=table)
+
+    # The config had completed; of the layer, the 15 MiB the registry held were read and hashed
+    # again, not sent again.
+    assert (resumed.blobs_skipped, resumed.layer_restarts) == (1, 1)
+    assert resumed.bytes_moved == len(layer) - 15 * MiB
+    assert registry.describe_image("copy/team/app", tag="1.0.0").digest == image.digest
+    remembered = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    assert not [i for i in remembered if i["id"]["S"].startswith("upload|")]
