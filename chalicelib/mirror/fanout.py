@@ -59,6 +59,7 @@ def job_documents(
                 "region": region,
                 "repository": item.destination,
                 "create": create,
+                "create_repository": rule.create_repository,
             },
             "upstream": upstream,
         }

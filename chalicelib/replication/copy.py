@@ -365,11 +365,18 @@ def copy_from_upstream(
     """Copy one image from an upstream registry into ECR, over the registry protocol."""
     _release_large_buffers()
     client = registry_client(destination)
+    exists = _repository_exists(destination, job.destination.repository)
+    if not exists and not job.destination.create_repository:
+        raise RepositoryNotFound(
+            "RepositoryNotFoundException",
+            f"{job.destination.repository} does not exist and the rule does not create it",
+            "mirror",
+        )
     return copy_over_v2(
         job,
         source=source,
         destination=client,
-        repository_exists=_repository_exists(destination, job.destination.repository),
+        repository_exists=exists,
         create=creator(destination, job),
         dry_run=dry_run,
         on_bytes=on_bytes,

@@ -24,6 +24,8 @@ class Target(BaseModel):
     repository: str
     role_arn: str | None = None
     create: RepositorySettings = Field(default_factory=RepositorySettings)
+    # False: a missing destination repository fails the job instead (a mirror rule's choice).
+    create_repository: bool = True
 
     def label(self) -> str:
         return f"{self.account}/{self.region}/{self.repository}"

@@ -92,6 +92,10 @@ def test_fanout_jobs_are_replication_copy_jobs_with_an_upstream() -> None:
     assert job.upstream.secret == "ecr-steward/mirror/hub"
     assert job.destination.repository == "mirror/docker.io/library/nginx"
     assert job.rule == "mirror:hub" and job.tags == ["1.2", "1.2.0"]
+    assert job.destination.create_repository
+    fixed = rule(create_repository=False)
+    [kept] = job_documents(fixed, plan_mirror(fixed, images(None), 2), account="1" * 12, region="x")
+    assert CopyJob.model_validate(kept).destination.create_repository is False
 
 
 def test_schedule_due_on_the_rules_interval() -> None:
