@@ -130,3 +130,12 @@ def governance_reconcile(event: Any) -> dict[str, Any]:
     from chalicelib.governance.task import handle_schedule
 
     return handle_schedule(event.to_dict())
+
+
+@app.schedule("rate(1 hour)", name="mirror_sync")
+def mirror_sync(event: Any) -> dict[str, Any]:
+    """Mirror rules: one copy job per upstream image of each rule whose interval has come,
+    onto the copy-job queue (`on_copy_job` copies it)."""
+    from chalicelib.mirror.fanout import handle_schedule
+
+    return handle_schedule(event.to_dict())

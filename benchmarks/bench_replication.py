@@ -1,4 +1,6 @@
-"""Replication benchmark: copy a multi-layer image to an empty destination, then copy it again.
+"""Replication benchmark of the control-API path (the fallback where `/v2` cannot be reached;
+benchmarks/bench_copy.py measures the registry-protocol engine): copy a multi-layer image to an
+empty destination, then copy it again.
 
     .venv/bin/python benchmarks/bench_replication.py [--sizes 128,512]
 
@@ -168,10 +170,10 @@ def copy(endpoint: str, repository: str, digest: str) -> None:
     baseline = _rss()
     started = time.perf_counter()
     with PeakRss() as peak:
-        first = copy_image(job, source=source, destination=destination)
+        first = copy_image(job, source=source, destination=destination, protocol="api")
     seconds = time.perf_counter() - started
     before = destination.calls.copy()
-    second = copy_image(job, source=source, destination=destination)
+    second = copy_image(job, source=source, destination=destination, protocol="api")
     uploads = sum(
         (destination.calls - before)[op]
         for op in ("initiate_layer_upload", "upload_layer_part", "put_image")

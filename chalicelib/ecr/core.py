@@ -91,6 +91,16 @@ class GatewayCore:
     def region(self) -> str:
         return str(self.client.meta.region_name)
 
+    @property
+    def registry_id(self) -> str | None:
+        """The account whose registry this is, when named (else the caller's own)."""
+        return self._registry_id
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where the control API is (ECR's, or the embedded backend's)."""
+        return str(self.client.meta.endpoint_url)
+
     def _ids(self) -> dict[str, str]:
         return {"registryId": self._registry_id} if self._registry_id else {}
 

@@ -48,7 +48,8 @@ class Registry(RepositoryCalls, ImageCalls, LayerCalls, ScanCalls):
     def authorization_token(self) -> AuthorizationToken:
         """get-authorization-token: a docker login credential carrying this gateway's identity."""
 
-        data = self._call("get_authorization_token")["authorizationData"][0]
+        # The caller's own registry: registryId is not a parameter (registryIds is deprecated).
+        data = self._own_registry_call("get_authorization_token")["authorizationData"][0]
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         return AuthorizationToken(
             username=username,

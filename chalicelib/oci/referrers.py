@@ -26,3 +26,18 @@ def cosign_subject(tag: str) -> str | None:
 
 def is_cosign_tag(tag: str) -> bool:
     return COSIGN_TAG.match(tag) is not None
+
+
+# The OCI 1.1 referrers tag schema: where a client keeps an index of a subject's referrers on a
+# registry without the referrers API (distribution-spec v1.1 "Referrers Tag Schema").
+REFERRERS_TAG = re.compile(r"^(sha256)-([0-9a-f]{64})$")
+
+
+def referrers_tag(digest: str) -> str:
+    """`sha256:<hex>` -> `sha256-<hex>`: the fallback tag of the subject's referrers index."""
+    algorithm, _, hexpart = digest.partition(":")
+    return f"{algorithm}-{hexpart}"
+
+
+def is_referrers_tag(tag: str) -> bool:
+    return REFERRERS_TAG.match(tag) is not None

@@ -19,6 +19,7 @@ from chalicelib.kernel.errors import field_path
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy.gate import GatePolicy
 from chalicelib.policy.governance import GovernancePolicy
+from chalicelib.policy.mirror import MirrorRules
 from chalicelib.policy.replication import ReplicationRules
 from chalicelib.policy.retention import RetentionSettings
 from chalicelib.policy.selection import matches_any, rules_for
@@ -58,6 +59,11 @@ class Policy(BaseModel):
     replication: ReplicationRules = Field(
         default_factory=list,
         description="Copies of images to other repositories, regions and accounts.",
+    )
+    mirror: MirrorRules = Field(
+        default_factory=list,
+        description="Copies of an upstream registry's images (Docker Hub, GHCR, Quay, ...) kept "
+        "in ECR, refreshed on a schedule.",
     )
 
     def tagging_rules(self, repository: str) -> list[TaggingRule]:

@@ -12,7 +12,7 @@ from chalicelib.kernel.jobconsumer import process_jobs
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import current_policy, dry_run
-from chalicelib.replication.copy import copy_image
+from chalicelib.replication.copy import copy_from_upstream, copy_image, upstream_client
 from chalicelib.replication.delete_sync import sync_delete
 from chalicelib.replication.jobs import CopyJob
 
@@ -33,6 +33,14 @@ def execute_job(job: CopyJob, *, dry_run: bool = False) -> dict[str, Any]:
             dry_run=dry_run,
         ).model_dump(mode="json")
     try:
+        if job.upstream is not None:
+            return copy_from_upstream(
+                job,
+                source=upstream_client(job.upstream),
+                destination=destination,
+                dry_run=dry_run,
+                ledger_table=settings.replication_table,
+            ).model_dump(mode="json", exclude={"plan"})
         result = copy_image(
             job,
             source=source,

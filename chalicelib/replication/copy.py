@@ -6,26 +6,35 @@ byte; a copy that failed in the middle of a layer restarts that layer with a new
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import IO, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+import urllib3
 
+from chalicelib.ecr.distribution import registry_client
 from chalicelib.ecr.errors import (
     InvalidLayer,
     RegistryError,
     RepositoryAlreadyExists,
+    RepositoryNotFound,
 )
 from chalicelib.ecr.gateway import Registry
-from chalicelib.replication.jobs import CopyJob
-from chalicelib.replication.ledger import record_copies
+from chalicelib.kernel.observability import logger
+from chalicelib.registry_client.auth import anonymous
+from chalicelib.registry_client.credentials import from_docker_config, from_secret
+from chalicelib.registry_client.errors import RegistryHTTPError
+from chalicelib.registry_client.transport import Endpoint, RegistryClient
+from chalicelib.replication.jobs import CopyJob, Upstream
+from chalicelib.replication.ledger import UploadSessionTable, record_copies
 from chalicelib.replication.plan import BlobStep, CopyPlan, describe_plan, plan_copy
+from chalicelib.replication.result import CopyResult, DigestMismatch
 from chalicelib.replication.source import SourceImage, read_destination, read_source
+from chalicelib.replication.v2copy import BLOB_CONCURRENCY, copy_over_v2
 
 # Layers of one image copied at once. Each holds about one upload part (10 MiB) plus its
 # base64 request body in memory, so this bounds a copy's memory whatever the layer sizes.
@@ -37,27 +46,6 @@ LAYER_ATTEMPTS = 3
 
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-class DigestMismatch(RegistryError):
-    """A copied blob's bytes do not hash to the digest the manifest names: the copy stops."""
-
-
-class CopyResult(BaseModel):
-    rule: str
-    source: str
-    destination: str
-    digest: str
-    status: Literal["copied", "unchanged", "planned"]
-    repository_created: bool = False
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    bytes_moved: int = 0
-    bytes_skipped: int = 0
-    bytes_planned: int = 0
-    manifests_put: int = 0
-    layer_restarts: int = 0
-    plan: list[str] = Field(default_factory=list)
 
 
 class _VerifyingReader:
@@ -140,7 +128,7 @@ def _release_large_buffers() -> None:
     """
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process itself: its libc symbols, no ctypes.util lookup
         libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
@@ -230,6 +218,72 @@ def apply_copy_plan(
     return result
 
 
+Protocol = Literal["auto", "v2", "api"]
+
+
+def _v2_clients(
+    source: Registry, destination: Registry
+) -> tuple[RegistryClient, RegistryClient] | None:
+    """Both ends' `/v2` clients, pinged; None when either cannot be reached that way."""
+    try:
+        clients = registry_client(source), registry_client(destination)
+        for client in clients:
+            client.ping()
+    except (OSError, urllib3.exceptions.HTTPError, RegistryHTTPError) as error:
+        logger().warning(
+            "registry protocol unreachable: copying through the control API",
+            extra={"error": str(error)},
+        )
+        return None
+    return clients
+
+
+def _repository_exists(registry: Registry, repository: str) -> bool:
+    try:
+        registry.describe_repository(repository)
+    except RepositoryNotFound:
+        return False
+    return True
+
+
+def creator(registry: Registry, job: CopyJob) -> Callable[[], bool]:
+    """Create the job's destination repository with its declared settings (False: it existed)."""
+    target = job.destination
+
+    def create() -> bool:
+        try:
+            registry.create_repository(
+                target.repository,
+                tag_mutability=target.create.tag_mutability,
+                scan_on_push=target.create.scan_on_push,
+                tags=target.create.tags,
+            )
+        except RepositoryAlreadyExists:
+            return False
+        return True
+
+    return create
+
+
+def ledger_recorder(
+    job: CopyJob, ledger_table: str | None
+) -> Callable[[dict[str, list[str]]], None] | None:
+    if not ledger_table:
+        return None
+    table = ledger_table
+
+    def record(made: dict[str, list[str]]) -> None:
+        record_copies(table, {job.ledger_key(d): tags for d, tags in made.items()})
+
+    return record
+
+
+def upload_sessions(
+    destination: RegistryClient, ledger_table: str | None
+) -> UploadSessionTable | None:
+    return UploadSessionTable(ledger_table, destination.endpoint.identity) if ledger_table else None
+
+
 def copy_image(
     job: CopyJob,
     *,
@@ -239,8 +293,27 @@ def copy_image(
     ledger_table: str | None = None,
     concurrency: int = LAYER_CONCURRENCY,
     on_bytes: Callable[[int], None] = lambda n: None,
+    protocol: Protocol = "auto",
 ) -> CopyResult:
-    """Read, plan and (unless dry run) apply one copy job."""
+    """Read, plan and (unless dry run) apply one copy job: over the registry protocol (`/v2`)
+    when both ends answer it, else (`auto`) through ECR's control API."""
+    clients = _v2_clients(source, destination) if protocol != "api" else None
+    if clients is None and protocol == "v2":
+        raise RegistryError("RegistryUnreachable", "the registry protocol cannot be reached")
+    if clients is not None:
+        _release_large_buffers()
+        return copy_over_v2(
+            job,
+            source=clients[0],
+            destination=clients[1],
+            repository_exists=_repository_exists(destination, job.destination.repository),
+            create=creator(destination, job),
+            dry_run=dry_run,
+            concurrency=max(concurrency, BLOB_CONCURRENCY),
+            on_bytes=on_bytes,
+            record=ledger_recorder(job, ledger_table),
+            sessions=upload_sessions(clients[1], ledger_table),
+        )
     image = read_source(source, job.source_repository, job.digest)
     state = read_destination(destination, job.destination.repository, image, job.tags)
     plan = plan_copy(job, image, state)
@@ -257,15 +330,57 @@ def copy_image(
             blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
             plan=describe_plan(plan),
         )
-    record = None
-    if ledger_table:
-        table = ledger_table
-
-        def record(made: dict[str, list[str]]) -> None:
-            record_copies(table, {job.ledger_key(d): tags for d, tags in made.items()})
-
     result = apply_copy_plan(
-        source, destination, plan, image, concurrency=concurrency, on_bytes=on_bytes, record=record
+        source,
+        destination,
+        plan,
+        image,
+        concurrency=concurrency,
+        on_bytes=on_bytes,
+        record=ledger_recorder(job, ledger_table),
     )
     result.plan = describe_plan(plan)
     return result
+
+
+def upstream_client(upstream: Upstream) -> RegistryClient:
+    """The `/v2` client of a mirror rule's upstream registry, with its credentials."""
+    if upstream.secret:
+        credentials = from_secret(upstream.secret)
+    elif upstream.docker_config:
+        credentials = from_docker_config(urlsplit(upstream.url).netloc)
+    else:
+        credentials = anonymous
+    return RegistryClient(Endpoint(url=upstream.url, credentials=credentials))
+
+
+def copy_from_upstream(
+    job: CopyJob,
+    *,
+    source: RegistryClient,
+    destination: Registry,
+    dry_run: bool = False,
+    ledger_table: str | None = None,
+    on_bytes: Callable[[int], None] = lambda n: None,
+) -> CopyResult:
+    """Copy one image from an upstream registry into ECR, over the registry protocol."""
+    _release_large_buffers()
+    client = registry_client(destination)
+    exists = _repository_exists(destination, job.destination.repository)
+    if not exists and not job.destination.create_repository:
+        raise RepositoryNotFound(
+            "RepositoryNotFoundException",
+            f"{job.destination.repository} does not exist and the rule does not create it",
+            "mirror",
+        )
+    return copy_over_v2(
+        job,
+        source=source,
+        destination=client,
+        repository_exists=exists,
+        create=creator(destination, job),
+        dry_run=dry_run,
+        on_bytes=on_bytes,
+        record=ledger_recorder(job, ledger_table),
+        sessions=upload_sessions(client, ledger_table),
+    )

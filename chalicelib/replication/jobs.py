@@ -24,13 +24,28 @@ class Target(BaseModel):
     repository: str
     role_arn: str | None = None
     create: RepositorySettings = Field(default_factory=RepositorySettings)
+    # False: a missing destination repository fails the job instead (a mirror rule's choice).
+    create_repository: bool = True
 
     def label(self) -> str:
         return f"{self.account}/{self.region}/{self.repository}"
 
 
+class Upstream(BaseModel):
+    """A source registry that is not ECR (a mirror rule's upstream): where its `/v2` is and
+    where its credentials come from (a Secrets Manager secret, docker's config for the CLI, or
+    none: anonymous)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    secret: str | None = None
+    docker_config: bool = False
+
+
 class CopyJob(BaseModel):
-    """One image to one destination: the unit of work on the queue. `delete` is delete sync."""
+    """One image to one destination: the unit of work on the queue. `delete` is delete sync.
+    With `upstream` the source is that registry (`source_repository` there), not ECR."""
 
     kind: Literal["copy", "delete"] = "copy"
     rule: str
@@ -41,6 +56,7 @@ class CopyJob(BaseModel):
     digest: str
     tags: list[str] = Field(default_factory=list)
     destination: Target
+    upstream: Upstream | None = None
 
     def ledger_key(self, digest: str | None = None) -> str:
 

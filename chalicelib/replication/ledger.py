@@ -51,3 +51,38 @@ def forget_copy(table: str, key: str, tag: str | None = None) -> None:
         UpdateExpression="DELETE tags :tag",
         ExpressionAttributeValues={":tag": {"SS": [tag]}},
     )
+
+
+class UploadSessionTable:
+    """Unfinished blob uploads of one destination registry, in the same table: a job that timed
+    out or crashed in the middle of a blob leaves its upload's location, and the next attempt
+    (SQS's redelivery, on any container) resumes it where the registry says it stopped."""
+
+    def __init__(self, table: str, registry: str) -> None:
+        self._table = table
+        self._registry = registry
+
+    def _key(self, repository: str, digest: str) -> dict[str, Any]:
+        return {"id": {"S": f"upload|{self._registry}|{repository}|{digest}"}}
+
+    def get(self, repository: str, digest: str) -> str | None:
+        item = aws_client("dynamodb").get_item(
+            TableName=self._table, Key=self._key(repository, digest), ConsistentRead=True
+        )
+        location = item.get("Item", {}).get("location", {}).get("S")
+        return str(location) if location else None
+
+    def put(self, repository: str, digest: str, location: str) -> None:
+        aws_client("dynamodb").update_item(
+            TableName=self._table,
+            Key=self._key(repository, digest),
+            UpdateExpression="SET #l = :l, updated_at = :now",
+            ExpressionAttributeNames={"#l": "location"},
+            ExpressionAttributeValues={
+                ":l": {"S": location},
+                ":now": {"N": str(int(time.time()))},
+            },
+        )
+
+    def forget(self, repository: str, digest: str) -> None:
+        aws_client("dynamodb").delete_item(TableName=self._table, Key=self._key(repository, digest))

@@ -116,3 +116,9 @@ def run_native(name: str, *, region: str | None, apply: bool) -> NativePlan:
     if apply and plan.expressible:
         registry.put_replication_rules(plan.configuration)
     return plan
+
+
+def native_report(rules: list[ReplicationRule], account: str, region: str) -> list[NativePlan]:
+    """For every rule, whether ECR's own replication could serve it instead (each judged alone,
+    as the registry's only rule) and, if not, why ecr-steward's copy engine is needed."""
+    return [plan_native(rule, [], account, region) for rule in rules]

@@ -14,6 +14,7 @@ from steward_tools.cli.governance import governance
 from steward_tools.cli.images import images, push, sample_image
 from steward_tools.cli.lifecycle import lifecycle
 from steward_tools.cli.login import login
+from steward_tools.cli.mirror import mirror
 from steward_tools.cli.policy import policy
 from steward_tools.cli.replicate import replicate
 from steward_tools.cli.retention import retention
@@ -51,6 +52,7 @@ for command in (
     sweep_group,
     login,
     replicate,
+    mirror,
 ):
     main.add_command(command)
 

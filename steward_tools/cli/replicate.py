@@ -8,8 +8,11 @@ from typing import Any
 
 import click
 
+from chalicelib.kernel.aws import caller_account
+from chalicelib.kernel.settings import get_settings
+from chalicelib.policy import current_policy
 from chalicelib.replication.backfill import BackfillSummary, run_backfill
-from chalicelib.replication.native import run_native
+from chalicelib.replication.native import native_report, run_native
 from steward_tools.cli.common import echo_json, json_option, local_option, use_local_backend
 from steward_tools.cli.progress import Progress
 
@@ -91,14 +94,37 @@ def summary_line(summary: BackfillSummary) -> str:
 
 
 @replicate.command("native")
-@click.option("--rule", "rule_name", required=True, help="The replication rule to express.")
+@click.option("--rule", "rule_name", help="The replication rule to express.")
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Say, for every rule, whether ECR's replication could serve it instead; write nothing.",
+)
 @click.option("--dry-run", is_flag=True, help="Show the configuration; do not write it.")
 @click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
 @local_option
-def replicate_native(rule_name: str, dry_run: bool, region: str | None, local: bool) -> None:
+def replicate_native(
+    rule_name: str | None, every: bool, dry_run: bool, region: str | None, local: bool
+) -> None:
     """Write ECR's own replication configuration for a rule ECR can express, or say why not."""
     if local:
         use_local_backend()
+    if every:
+        rules = current_policy().policy.replication
+        plans = native_report(rules, caller_account(), region or get_settings().region)
+        for plan in plans:
+            verdict = (
+                "native ECR replication could serve it"
+                if plan.expressible
+                else ("needs ecr-steward's copy engine")
+            )
+            click.echo(f"{plan.rule}: {verdict}")
+            for reason in plan.reasons:
+                click.echo(f"  - {reason}")
+        return
+    if not rule_name:
+        raise click.UsageError("--rule NAME or --all is required")
 
     try:
         plan = run_native(rule_name, region=region, apply=not dry_run)

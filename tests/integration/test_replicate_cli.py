@@ -81,3 +81,16 @@ def test_replicate_native_writes_ecr_configuration_or_says_why(aws, policy_file)
         }
     ]
     assert json.loads(written.output.split("\nrule")[0]) == {"rules": registry}
+
+
+def test_replicate_native_all_says_which_rules_ecr_could_serve(aws, policy_file) -> None:
+    reset_clients()
+    policy_file(POLICY)
+
+    report = cli("replicate", "native", "--all")
+
+    assert report.exit_code == 0
+    assert "backfill-eu: needs ecr-steward's copy engine" in report.output
+    assert "it filters tags; ECR replication has no tag filter" in report.output
+    assert "prefix-eu: native ECR replication could serve it" in report.output
+    assert boto3.client("ecr").describe_registry()["replicationConfiguration"]["rules"] == []

@@ -172,6 +172,10 @@ def test_plan_gives_a_reason_for_every_step(registry) -> None:
     assert plan.bytes_to_copy == sum(len(b) for b in image.blobs.values())
 
 
+# The control-API path (the fallback where /v2 cannot be reached) keeps its own tests below;
+# tests/integration/test_copy_v2.py covers the same failures over the registry protocol.
+
+
 def _break_once_mid_layer(monkeypatch, destination: Registry) -> list[int]:
     """The network fails once, when a layer's second part is sent (its first part landed)."""
     real = destination._upload_part
@@ -197,12 +201,12 @@ def test_copy_failing_mid_layer_resumes_with_that_layer_only(registry, monkeypat
     monkeypatch.setattr("chalicelib.replication.copy.LAYER_ATTEMPTS", 1)  # the job itself fails
 
     with pytest.raises(OSError):
-        copy_image(job, source=registry, destination=destination, concurrency=1)
+        copy_image(job, source=registry, destination=destination, concurrency=1, protocol="api")
     assert failures == [10 * MiB]  # 10 MiB of the first layer had landed
     first, second = image.layer_digests
     assert destination.missing_layers("mirror/team/app", [first, second]) == [first, second]
 
-    resumed = copy_image(job, source=registry, destination=destination)
+    resumed = copy_image(job, source=registry, destination=destination, protocol="api")
 
     assert registry.describe_image("mirror/team/app", tag="1.0.0").digest == image.digest
     # The config finished before the failure and is skipped; the broken layer starts over
@@ -222,6 +226,7 @@ def test_a_layer_broken_mid_way_restarts_within_the_job(registry, monkeypatch) -
         one_job(rule(), "team/app", image.digest, ["1.0.0"]),
         source=registry,
         destination=destination,
+        protocol="api",
     )
 
     assert result.layer_restarts == 1
@@ -256,7 +261,7 @@ def test_a_blob_whose_bytes_do_not_match_its_digest_stops_the_copy(registry, mon
     monkeypatch.setattr(registry, "open_blob", lambda repo, d: Corrupt(real_open(repo, d)))
 
     with pytest.raises(DigestMismatch):
-        copy_image(job, source=registry, destination=Registry(region=REGION))
+        copy_image(job, source=registry, destination=Registry(region=REGION), protocol="api")
     with pytest.raises(ClientError, match="ImageNotFoundException"):
         boto3.client("ecr").describe_images(
             repositoryName="mirror/team/app", imageIds=[{"imageDigest": image.digest}]

@@ -1,0 +1,137 @@
+"""What belongs to an image and what a destination already has, read over the registry protocol
+(`/v2`) of any registry: manifests by digest (exact bytes), an index's children, cosign sidecar
+tags from the tag list, OCI referrers from the referrers API (or its fallback tag); at the
+destination HEAD requests only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib.ecr.errors import ImageNotFound
+from chalicelib.oci.manifests import Manifest, short_digest
+from chalicelib.oci.referrers import COSIGN_KINDS, cosign_tag
+from chalicelib.registry_client.blobs import head_blob
+from chalicelib.registry_client.errors import RegistryHTTPError
+from chalicelib.registry_client.manifests import RawManifest, get_manifest, head_manifest
+from chalicelib.registry_client.referrers import list_referrers
+from chalicelib.registry_client.tags import iter_tags
+from chalicelib.registry_client.transport import RegistryClient
+from chalicelib.replication.source import DestinationState, SourceImage
+
+HEAD_CONCURRENCY = 8
+
+
+def _manifest(raw: RawManifest) -> Manifest:
+    return Manifest(digest=raw.digest, media_type=raw.media_type, body=raw.body.decode())
+
+
+def fetch(client: RegistryClient, repository: str, reference: str) -> Manifest:
+    try:
+        return _manifest(get_manifest(client, repository, reference))
+    except RegistryHTTPError as error:
+        if error.status == 404:
+            raise ImageNotFound(
+                "ImageNotFoundException", f"{reference} not in {repository}", "GET manifest"
+            ) from error
+        raise
+
+
+def read_source_v2(client: RegistryClient, repository: str, digest: str) -> SourceImage:
+    """The image's manifests (exact bytes), children, referrers and blobs, read at the source."""
+    tags = set(iter_tags(client, repository))
+    manifests: dict[str, Manifest] = {}
+    why: dict[str, str] = {digest: "the image"}
+    children: dict[str, list[str]] = {}
+    attached: dict[str, list[str]] = {}
+    sidecars: dict[str, str] = {}
+    known: dict[str, Manifest] = {}
+    wanted = [digest]
+    while wanted:
+        reference = wanted.pop(0)
+        manifest = known.pop(reference, None) or fetch(client, repository, reference)
+        manifests[manifest.digest] = manifest
+        short = short_digest(manifest.digest)
+
+        def want(d: str, reason: str, edges: dict[str, list[str]]) -> None:
+            edges.setdefault(manifest.digest, []).append(d)  # noqa: B023 - used at once
+            if d not in why:
+                why[d] = reason
+                wanted.append(d)
+
+        for child in manifest.children():
+            want(child.digest, f"listed by index {short}", children)
+        for kind in COSIGN_KINDS:
+            tag = cosign_tag(manifest.digest, kind)
+            if tag in tags:
+                sidecar = fetch(client, repository, tag)
+                known[sidecar.digest] = sidecar
+                sidecars[tag] = sidecar.digest
+                want(sidecar.digest, f"cosign .{kind} of {short}", attached)
+        for referrer in list_referrers(client, repository, manifest.digest):
+            if isinstance(referrer.get("digest"), str):
+                want(referrer["digest"], f"OCI referrer of {short}", attached)
+
+    order: list[Manifest] = []
+    placed: set[str] = set()
+
+    def place(d: str) -> None:
+        if d in placed:
+            return
+        placed.add(d)
+        for child in children.get(d, []):
+            place(child)
+        order.append(manifests[d])
+        for referrer in attached.get(d, []):
+            place(referrer)
+
+    place(digest)
+    blobs: dict[str, int] = {}
+    for manifest in order:
+        if not manifest.is_index:
+            for blob in manifest.blobs():
+                if not blob.urls:  # non-distributable layers stay where their urls say
+                    blobs.setdefault(blob.digest, blob.size)
+    return SourceImage(
+        repository=repository,
+        digest=digest,
+        manifests=order,
+        why=why,
+        blobs=blobs,
+        sidecar_tags=sidecars,
+    )
+
+
+def read_destination_v2(
+    client: RegistryClient,
+    repository: str,
+    source: SourceImage,
+    tags: Iterable[str],
+    *,
+    repository_exists: bool = True,
+) -> DestinationState:
+    """Which manifests, tags and blobs the destination has: HEAD requests, a few at once. A
+    blob is only asked about when a manifest that needs it is missing (a registry keeps the
+    blobs of every manifest it holds)."""
+    if not repository_exists:
+        return DestinationState(repository_exists=False, missing_blobs=set(source.blobs))
+    pairs = [(source.digest, tag) for tag in tags]
+    pairs += [(digest, tag) for tag, digest in source.sidecar_tags.items()]
+    with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY) as pool:
+        digests = [m.digest for m in source.manifests]
+        found = pool.map(lambda d: head_manifest(client, repository, d), digests)
+        present = {d for d, got in zip(digests, found, strict=True) if got == d}
+        named = pool.map(lambda p: head_manifest(client, repository, p[1]), pairs)
+        tagged = {p for p, got in zip(pairs, named, strict=True) if got == p[0]}
+        needed: dict[str, int] = {}
+        for manifest in source.manifests:
+            if manifest.digest not in present and not manifest.is_index:
+                needed.update(
+                    {b.digest: b.size for b in manifest.blobs() if b.digest in source.blobs}
+                )
+        order = list(needed)
+        sizes = pool.map(lambda d: head_blob(client, repository, d), order)
+        missing = {d for d, size in zip(order, sizes, strict=True) if size is None}
+    return DestinationState(
+        repository_exists=True, manifests=present, tagged=tagged, missing_blobs=missing
+    )
