@@ -163,7 +163,8 @@ def copy_over_v2(
             source=f"{job.source_repository}@{job.digest}",
             destination=job.destination.label(),
             digest=job.digest,
-            status="planned",
+            # Already there in full: a dry run says so, as the copy itself would.
+            status="planned" if plan.changes else "unchanged",
             protocol="v2",
             bytes_skipped=plan.bytes_skipped,
             bytes_planned=plan.bytes_to_copy,

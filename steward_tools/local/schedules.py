@@ -17,6 +17,7 @@ from typing import Any
 import app
 from chalicelib.gate.sweep import sweep as gate_sweep
 from chalicelib.governance.task import handle_schedule as governance_reconcile
+from chalicelib.mirror.fanout import handle_schedule as mirror_sync
 from chalicelib.sweep.jobs import handle_schedule as start_sweep
 
 Schedule = Callable[[dict[str, Any]], dict[str, Any]]
@@ -30,12 +31,14 @@ SCHEDULES: dict[str, Schedule] = {
     "start_sweep": start_sweep,
     "gate_sweep": _gate_sweep,
     "governance_reconcile": governance_reconcile,
+    "mirror_sync": mirror_sync,
 }
 # What each does, for `steward sweep run`'s report and --help.
 PURPOSE = {
     "start_sweep": "one job per repository: retention and repository settings",
     "gate_sweep": "scan gate: fail closed past the timeout, re-decide after policy changes",
     "governance_reconcile": "create declared repositories, expire ephemeral ones",
+    "mirror_sync": "mirror rules: one copy job per upstream image whose interval has come",
 }
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}

@@ -143,4 +143,9 @@ def test_another_region_is_served_like_the_first(service: dict[str, str], tmp_pa
     assert home.returncode == 1 and "RepositoryNotFoundException" in home.stderr
     swept = steward(env, "sweep", "run", "--local", "--json")
     assert swept.returncode == 0, swept.stderr
-    assert set(json.loads(swept.stdout)) == {"start_sweep", "gate_sweep", "governance_reconcile"}
+    assert set(json.loads(swept.stdout)) == {
+        "start_sweep",
+        "gate_sweep",
+        "governance_reconcile",
+        "mirror_sync",
+    }

@@ -283,9 +283,9 @@ def test_sweep_run_runs_the_gate_sweep_and_prints_json_alone(
 
     assert swept.exit_code == 0, swept.output
     outcome = json.loads(swept.stdout)
-    assert set(outcome) == {"start_sweep", "gate_sweep", "governance_reconcile"}
+    assert set(outcome) == {"start_sweep", "gate_sweep", "governance_reconcile", "mirror_sync"}
     assert outcome["gate_sweep"]["fail"] == 1
-    assert "running start_sweep, gate_sweep, governance_reconcile" in swept.stderr
+    assert "running start_sweep, gate_sweep, governance_reconcile, mirror_sync" in swept.stderr
     shown = json.loads(
         run("gate", "status", "--local", "--json", f"team/app@{image.digest}").stdout
     )
@@ -362,7 +362,12 @@ def test_make_run_fires_each_schedule_on_its_rate_in_every_region(monkeypatch) -
     monkeypatch.setattr(runner, "invoke", record)
     stop = threading.Event()
     clock = runner.ScheduleClock(stop, Stacks())  # type: ignore[arg-type]
-    assert clock.rates == {"gate_sweep": 300, "start_sweep": 3600, "governance_reconcile": 3600}
+    assert clock.rates == {
+        "gate_sweep": 300,
+        "start_sweep": 3600,
+        "governance_reconcile": 3600,
+        "mirror_sync": 3600,
+    }
     clock.rates = {"gate_sweep": 1}
     thread = threading.Thread(target=clock.run)
     thread.start()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.kernel.errors import shown
 from chalicelib.policy.tokens import Grant
 from chalicelib.tokens.grants import (
     BadRequest,
@@ -44,7 +45,13 @@ def request(repository: str | None = "team-a/web", access: str = "pull", **field
 def test_parse_request_defaults_and_the_account_form() -> None:
     parsed = parse_request({"registry": ACCOUNT}, "eu-west-1")
     assert parsed == TokenRequest(
-        account=ACCOUNT, region="eu-west-1", repository=None, access="pull", format="json"
+        account=ACCOUNT,
+        region="eu-west-1",
+        partition="aws",
+        host=f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com",
+        repository=None,
+        access="pull",
+        format="json",
     )
 
 
@@ -53,7 +60,7 @@ def test_parse_request_defaults_and_the_account_form() -> None:
     [
         (f"{ACCOUNT}.dkr.ecr.ap-south-1.amazonaws.com", "ap-south-1"),
         (f"https://{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com/", "us-west-2"),
-        (f"http://{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+        (f"https://{ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
         (f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1"),
         (f"  {ACCOUNT}  ", "eu-central-1"),
     ],
@@ -74,16 +81,16 @@ def test_parse_request_reads_the_region_from_a_registry_host(registry: str, regi
         ({"registry": "  "}, "registry is required: an account id or an ECR registry host"),
         (
             {"registry": "12345678901"},
-            "registry '12345678901' is neither a 12-digit account id nor an ECR host",
+            "registry '12345678901' is neither a 12-digit account id nor an ECR registry host",
         ),
         (
             {"registry": f"{ACCOUNT}0"},
-            f"registry '{ACCOUNT}0' is neither a 12-digit account id nor an ECR host",
+            f"registry '{ACCOUNT}0' is neither a 12-digit account id nor an ECR registry host",
         ),
         (
             {"registry": f"{ACCOUNT}.dkr.ecr.us-east-1.example.com"},
             f"registry '{ACCOUNT}.dkr.ecr.us-east-1.example.com' is neither a 12-digit "
-            "account id nor an ECR host",
+            "account id nor an ECR registry host",
         ),
         (
             {"registry": ACCOUNT, "repository": "Team/App"},
@@ -91,7 +98,7 @@ def test_parse_request_reads_the_region_from_a_registry_host(registry: str, regi
         ),
         (
             {"registry": ACCOUNT, "repository": "a" * 257},
-            f"repository '{'a' * 257}' is not a valid ECR repository name",
+            f"repository {shown('a' * 257)} is not a valid ECR repository name",
         ),
         ({"registry": ACCOUNT, "access": "admin"}, "access must be pull or push, not 'admin'"),
         (
@@ -195,6 +202,8 @@ def test_the_first_grant_in_policy_order_that_allows_the_request_wins() -> None:
         "region": "us-east-1",
         "repositories": ("team-a/*",),
         "access": "pull",
+        "partition": "aws",
+        "host": "",
     }
     assert pulled.reason == "grant read allows pull on team-a/*"
 
