@@ -33,7 +33,6 @@ from typing import Any
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 from moto.ecr.models import ecr_backends
-from moto.ssm.models import ssm_backends
 
 from .events import emit_event
 from .pagination import paginate
@@ -152,6 +151,10 @@ def _findings_for(backend: Any, repo: Any, digest: str) -> list[dict[str, Any]]:
 
 def _ssm_findings(account: str, region: str, name: str) -> list[dict[str, Any]] | None:
     """The findings an SSM parameter holds; None when there is no such parameter."""
+
+    # Imported here, not at the top: moto's SSM models import its EC2 models, which build a
+    # boto3 session at import time, and a stray AWS_PROFILE would then break every command.
+    from moto.ssm.models import ssm_backends  # noqa: PLC0415
 
     try:
         parameter = ssm_backends[account][region].get_parameter(name)
