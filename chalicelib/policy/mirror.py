@@ -6,19 +6,18 @@ indexes by platform."""
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from chalicelib.oci.referrers import cosign_subject, is_referrers_tag
-from chalicelib.oci.versions import parse_version, semver_clauses, semver_matches
+from chalicelib.oci.versions import parse_version
 from chalicelib.policy.replication import NAME_PATTERN, RepositorySettings
+from chalicelib.policy.tag_filter import TagFilter
 
 _REPOSITORY = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 
 
-class MirrorRule(BaseModel):
+class MirrorRule(TagFilter):
     """One `mirror:` rule: which upstream images to keep in ECR, under which names, how often."""
 
     model_config = ConfigDict(extra="forbid")
@@ -38,11 +37,6 @@ class MirrorRule(BaseModel):
         min_length=1,
         description="Upstream repositories, exact names (`nginx` on Docker Hub is "
         "`library/nginx`).",
-    )
-    tags: str | None = Field(default=None, description="Glob on the tag, e.g. `1.*`.")
-    tag_regex: str | None = Field(default=None, description="Regex on the whole tag.")
-    tag_semver: str | None = Field(
-        default=None, description="Semver range on version tags, e.g. `>=1.25.0,<2.0.0`."
     )
     newest: int | None = Field(
         default=None,
@@ -77,23 +71,6 @@ class MirrorRule(BaseModel):
     )
     create: RepositorySettings = Field(default_factory=RepositorySettings)
 
-    @field_validator("tag_regex")
-    @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a valid regex: {error}") from None
-        return value
-
-    @field_validator("tag_semver")
-    @classmethod
-    def _range_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            semver_clauses(value)
-        return value
-
     @field_validator("schedule")
     @classmethod
     def _rate(cls, value: str) -> str:
@@ -102,9 +79,6 @@ class MirrorRule(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> MirrorRule:
-        given = [f for f in ("tags", "tag_regex", "tag_semver") if getattr(self, f) is not None]
-        if len(given) > 1:
-            raise ValueError(f"set one tag filter, not {' and '.join(given)}")
         for repository in self.repositories:
             rendered = self.destination_for(repository)
             if not _REPOSITORY.fullmatch(rendered):
@@ -124,19 +98,6 @@ class MirrorRule(BaseModel):
             name=repository.rsplit("/", 1)[-1],
             rule=self.name,
         )
-
-    def selects_tag(self, tag: str) -> bool:
-        """Whether the filters select a tag (signature and referrer-index tags never: they follow
-        the image they belong to)."""
-        if cosign_subject(tag) or is_referrers_tag(tag):
-            return False
-        if self.tags is not None:
-            return fnmatchcase(tag, self.tags)
-        if self.tag_regex is not None:
-            return re.fullmatch(self.tag_regex, tag) is not None
-        if self.tag_semver is not None:
-            return semver_matches(self.tag_semver, tag)
-        return True
 
     def select_tags(self, tags: list[str]) -> list[str]:
         """The selected tags, newest first when `newest` keeps only some."""

@@ -4,15 +4,13 @@ accounts), selected by repository glob and by tag glob, regex or semver range.""
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.ecr.models import TagMutability
-from chalicelib.oci.referrers import cosign_subject
-from chalicelib.oci.versions import semver_clauses, semver_matches
 from chalicelib.policy.selection import matches_any
+from chalicelib.policy.tag_filter import TagFilter
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -71,18 +69,13 @@ class ReplicationDestination(BaseModel):
         return f"arn:aws:iam::{account}:role/ecr-steward-replication"
 
 
-class ReplicationRule(BaseModel):
+class ReplicationRule(TagFilter):
     """One `replication:` rule: which images to copy, where to, and when."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Names the rule in the CLI and records.")
     repositories: list[str] = Field(min_length=1, description="Source repository globs.")
-    tags: str | None = Field(default=None, description="Glob on the tag, e.g. `release-*`.")
-    tag_regex: str | None = Field(default=None, description="Regex on the whole tag.")
-    tag_semver: str | None = Field(
-        default=None, description="Semver range on version tags, e.g. `>=1.2.0,<2.0.0`."
-    )
     triggers: list[Trigger] = Field(
         default_factory=lambda: list[Trigger](["push", "backfill"]),
         description="push: on each push; gate: when the scan gate passes the image; backfill: "
@@ -94,50 +87,14 @@ class ReplicationRule(BaseModel):
     )
     destinations: list[ReplicationDestination] = Field(min_length=1)
 
-    @field_validator("tag_regex")
-    @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a valid regex: {error}") from None
-        return value
-
-    @field_validator("tag_semver")
-    @classmethod
-    def _range_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            semver_clauses(value)
-        return value
-
     @model_validator(mode="after")
-    def _one_tag_filter(self) -> ReplicationRule:
-        given = [f for f in ("tags", "tag_regex", "tag_semver") if getattr(self, f) is not None]
-        if len(given) > 1:
-            raise ValueError(f"set one tag filter, not {' and '.join(given)}")
+    def _triggers_exclude_each_other(self) -> ReplicationRule:
         if "push" in self.triggers and "gate" in self.triggers:
             raise ValueError("`push` and `gate` exclude each other: gate waits for the scan")
         return self
 
-    @property
-    def has_tag_filter(self) -> bool:
-        return any(f is not None for f in (self.tags, self.tag_regex, self.tag_semver))
-
     def selects_repository(self, repository: str) -> bool:
         return matches_any(repository, self.repositories)
-
-    def selects_tag(self, tag: str) -> bool:
-        """Whether a tag is one this rule copies (cosign sidecars follow their subject instead)."""
-        if cosign_subject(tag):
-            return False
-        if self.tags is not None:
-            return fnmatchcase(tag, self.tags)
-        if self.tag_regex is not None:
-            return re.fullmatch(self.tag_regex, tag) is not None
-        if self.tag_semver is not None:
-            return semver_matches(self.tag_semver, tag)
-        return True
 
 
 def _unique_names(rules: list[ReplicationRule]) -> list[ReplicationRule]:

@@ -541,7 +541,9 @@ def test_jwks_from_the_issuers_url(aws, policy_file, issuer: Issuer) -> None:
     # A key the cached JWKS lacks is refused; a JWKS that cannot be fetched is AWS-side trouble.
     status, body = call(pull(), Issuer(kid="rotated").github("acme/app"))
     assert status == 401, body
-    authn._KEYSETS.clear()  # a cold container: the keys must be fetched again
+    # A cold container: no keys and no verified token kept, so the keys must be fetched again.
+    authn._KEYSETS.clear()
+    authn._VERIFIED.clear()
     status, body = call(pull(), issuer.github("acme/app"))
     assert status == 503, body
     assert "cannot fetch the JWKS" in body["message"]
