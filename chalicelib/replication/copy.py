@@ -200,12 +200,9 @@ def apply_copy_plan(
         if errors:
             raise errors[0]
 
-    puts = [s for s in plan.manifests if s.action == "put"]
+    puts = plan.puts
     if puts and record is not None:
-        made: dict[str, list[str]] = {}
-        for step in puts:
-            made.setdefault(step.digest, []).extend([step.tag] if step.tag else [])
-        record(made)
+        record(plan.made())
     manifests = {m.digest: m for m in source_image.manifests}
     for step in puts:
         outcome = destination.put_manifest(target.repository, manifests[step.digest], step.tag)

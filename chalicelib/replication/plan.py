@@ -45,6 +45,17 @@ class CopyPlan(BaseModel):
         return sum(b.size for b in self.blobs if b.action == "skip")
 
     @property
+    def puts(self) -> list[ManifestStep]:
+        return [s for s in self.manifests if s.action == "put"]
+
+    def made(self) -> dict[str, list[str]]:
+        """What the ledger records once the puts are done: each digest put and its tags."""
+        made: dict[str, list[str]] = {}
+        for step in self.puts:
+            made.setdefault(step.digest, []).extend([step.tag] if step.tag else [])
+        return made
+
+    @property
     def changes(self) -> bool:
         return (
             self.create_repository

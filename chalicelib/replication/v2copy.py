@@ -109,12 +109,9 @@ def apply_plan_v2(
         if errors:
             raise errors[0]
 
-    puts = [s for s in plan.manifests if s.action == "put"]
+    puts = plan.puts
     if puts and record is not None:
-        made: dict[str, list[str]] = {}
-        for step in puts:
-            made.setdefault(step.digest, []).extend([step.tag] if step.tag else [])
-        record(made)
+        record(plan.made())
     manifests = {m.digest: m for m in image.manifests}
     for step in puts:
         manifest = manifests[step.digest]
