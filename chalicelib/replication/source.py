@@ -80,20 +80,7 @@ def read_source(registry: Registry, repository: str, digest: str) -> SourceImage
             for referrer in subject_referrers.get(manifest.digest, []):
                 want(referrer, f"OCI referrer of {short}", manifest.digest, attached)
 
-    order: list[Manifest] = []
-    placed: set[str] = set()
-
-    def place(d: str) -> None:
-        if d in placed:
-            return
-        placed.add(d)
-        for child in children.get(d, []):
-            place(child)
-        order.append(manifests[d])
-        for referrer in attached.get(d, []):
-            place(referrer)
-
-    place(digest)
+    order = put_order(digest, manifests, children, attached)
     blobs: dict[str, int] = {}
     for manifest in order:
         if manifest.is_index:
@@ -131,3 +118,28 @@ def read_destination(
     return DestinationState(
         repository_exists=True, manifests=present, tagged=tagged, missing_blobs=missing
     )
+
+
+def put_order(
+    digest: str,
+    manifests: dict[str, Manifest],
+    children: dict[str, list[str]],
+    attached: dict[str, list[str]],
+) -> list[Manifest]:
+    """The order to put an image's manifests in at a destination: an index's children before the
+    index, and a manifest's referrers after it (each needs what it points at to be there)."""
+    order: list[Manifest] = []
+    placed: set[str] = set()
+
+    def place(d: str) -> None:
+        if d in placed:
+            return
+        placed.add(d)
+        for child in children.get(d, []):
+            place(child)
+        order.append(manifests[d])
+        for referrer in attached.get(d, []):
+            place(referrer)
+
+    place(digest)
+    return order

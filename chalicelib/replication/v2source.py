@@ -17,7 +17,7 @@ from chalicelib.registry_client.manifests import RawManifest, get_manifest, head
 from chalicelib.registry_client.referrers import list_referrers
 from chalicelib.registry_client.tags import iter_tags
 from chalicelib.registry_client.transport import RegistryClient
-from chalicelib.replication.source import DestinationState, SourceImage
+from chalicelib.replication.source import DestinationState, SourceImage, put_order
 
 HEAD_CONCURRENCY = 8
 
@@ -72,20 +72,7 @@ def read_source_v2(client: RegistryClient, repository: str, digest: str) -> Sour
             if isinstance(referrer.get("digest"), str):
                 want(referrer["digest"], f"OCI referrer of {short}", attached)
 
-    order: list[Manifest] = []
-    placed: set[str] = set()
-
-    def place(d: str) -> None:
-        if d in placed:
-            return
-        placed.add(d)
-        for child in children.get(d, []):
-            place(child)
-        order.append(manifests[d])
-        for referrer in attached.get(d, []):
-            place(referrer)
-
-    place(digest)
+    order = put_order(digest, manifests, children, attached)
     blobs: dict[str, int] = {}
     for manifest in order:
         if not manifest.is_index:
