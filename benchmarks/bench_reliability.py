@@ -6,7 +6,7 @@
   8 processes, with 30% throttling and 5% dropped connections on ECR. Counted: runs whose
   aliases (`1.4`, `1`, `latest`) end on 1.4.15 straight from the events, runs a sweep repaired,
   runs left wrong; every tag resolving; events lost. Side by side with the same runs without
-  the re-read after writing (the baseline: read, plan, apply, nothing re-checks).
+  the re-read after a raced write (the baseline: read, plan, apply, nothing re-checks).
 - **Faults on ECR, DynamoDB and SQS together at 20%**, one request per AWS call (the faults
   reach Lambda's retries): events processed, dead-lettered, and whether redriving the dead
   letters ends in the state of a fault-free run.
@@ -199,7 +199,7 @@ def main() -> None:
             f"Convergence: 16 pushes of 1.4.x from 8 processes, 30% throttling and 5% "
             f"dropped connections on ECR, backoff x{args.backoff}"
         )
-        convergence(embedded.endpoint_url, args.runs, "with re-read", args.backoff)
+        convergence(embedded.endpoint_url, args.runs, "re-read when raced", args.backoff)
         rounds = tagging_react.MAX_ROUNDS
         tagging_react.MAX_ROUNDS = 0  # the baseline: nothing re-checks after writing
         try:

@@ -18,9 +18,11 @@ from chalicelib.ecr.models import RepositoryInfo
 from chalicelib.gate.reconcile import reconcile_gate_tags
 from chalicelib.gate.records import records
 from chalicelib.kernel.observability import count, logger
+from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import Policy, current_policy
 from chalicelib.policy import dry_run as policy_dry_run
 from chalicelib.tagging.reconcile import reconcile_aliases
+from chalicelib.tagging.writers import AliasWriters
 
 
 def reconcile_scope(policy: Policy, repository: str) -> bool:
@@ -52,7 +54,13 @@ def reconcile_repository(
     rules = [r for r in policy.tagging_rules(repository.name) if r.semver_aliases or r.latest]
     if rules:
         result = reconcile_aliases(
-            registry, rules, repository, now, dry_run=dry_run, hold=gate["failed"]
+            registry,
+            rules,
+            repository,
+            now,
+            dry_run=dry_run,
+            hold=gate["failed"],
+            writers=AliasWriters(get_settings().sweep_table),
         )
         moved = [t for t in result.tags if t.outcome in ("applied", "planned", "blocked")]
         moved = [t for t in moved if t.action != "keep"]

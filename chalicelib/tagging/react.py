@@ -10,14 +10,17 @@ from chalicelib.ecr.gateway import Registry
 from chalicelib.ecr.models import ImageDetail, RepositoryInfo
 from chalicelib.events.models import ImageActionEvent
 from chalicelib.kernel.observability import count, logger
+from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import current_policy, dry_run
 from chalicelib.policy.selection import rules_for
 from chalicelib.policy.tagging import TaggingRule
 from chalicelib.tagging.apply import TaggingResult, apply_tagging_plan
 from chalicelib.tagging.plan import TaggingPlan, plan_tags
+from chalicelib.tagging.writers import AliasWriters
 
-# A write is followed by a fresh read; a plan that still differs is applied again, this many
-# rounds at most. Beyond that the sweep's reconciler repairs what an endless race leaves.
+# A write another writer may have raced is followed by a fresh read; a plan that still differs
+# is applied again, this many rounds at most. Beyond that the sweep's reconciler repairs what an
+# endless race leaves.
 MAX_ROUNDS = 3
 
 
@@ -30,25 +33,39 @@ def tag_pushed_image(
     *,
     now: datetime,
     dry_run: bool = False,
+    writers: AliasWriters | None = None,
 ) -> TaggingResult:
     """Read the repository, plan the tags one push derives, apply them, and converge.
 
     Read, plan, apply is a race: another invocation may push a higher release, or write its
-    older plan over this one, while this one waits in backoff. So after writing, the tags are
-    read again (fresh) and planned again; a plan with puts left is applied again. Whoever
-    writes last re-reads after its write, so the last word is always a plan made from a read
-    that saw every release pushed before it: aliases cannot settle on a lower release.
+    older plan over this one, while this one waits in backoff. So after writing, when another
+    writer started meanwhile (`writers`, see `chalicelib.tagging.writers`; without it, always),
+    the tags are read again (fresh) and planned again; a plan with puts left is applied again.
+    The last word is always a plan made from a read that saw every release pushed before it:
+    aliases cannot settle on a lower release.
     """
     placeholder = RepositoryInfo(name=repository, arn="", registry_id="", uri="")
     if pushed_tag is None or not rules_for(rules, repository):
         # Nothing can be derived: answer without a single ECR call.
         plan = plan_tags(rules, placeholder, [], digest, pushed_tag, now)
         return apply_tagging_plan(registry, plan, dry_run=dry_run)
+    account, region = registry.registry_id or "", registry.region
+
+    def enter() -> int | None:
+        return writers.enter(account, region, repository, now) if writers else None
+
+    def alone(number: int | None) -> bool:
+        return writers is not None and writers.alone_since(account, region, repository, number)
+
+    number = enter()
     images = list(registry.iter_images(repository, tag_status="TAGGED"))
     info, plan = _plan(registry, rules, placeholder, images, digest, pushed_tag, now)
     result = apply_tagging_plan(registry, plan, dry_run=dry_run)
     rounds = 1
     while not dry_run and result.tags_with("applied") and rounds <= MAX_ROUNDS:
+        if alone(number):
+            break
+        number = enter()
         images = list(registry.iter_images(repository, tag_status="TAGGED", fresh=True))
         info, plan = _plan(registry, rules, info, images, digest, pushed_tag, now)
         if not plan.puts:
@@ -105,6 +122,7 @@ def react_to_push(event: ImageActionEvent, now: datetime) -> dict[str, Any] | No
         detail.image_tag,
         now=now,
         dry_run=dry_run(policy),
+        writers=AliasWriters(get_settings().sweep_table),
     )
     summary = result.model_dump(mode="json")
     for outcome in ("applied", "blocked", "unchanged", "planned"):

@@ -20,8 +20,11 @@ from chalicelib.oci.versions import parse_version
 from chalicelib.policy.tagging import TaggingRule
 from chalicelib.tagging.apply import TaggingResult, apply_tagging_plan
 from chalicelib.tagging.plan import TagDecision, TaggingPlan, plan_tags
+from chalicelib.tagging.writers import AliasWriters
 
 ALIAS_KINDS = frozenset({"minor", "major", "latest"})
+# Rounds of read, plan and write when other writers keep racing; the next sweep does the rest.
+MAX_ROUNDS = 3
 
 
 def reconcile_aliases(
@@ -32,14 +35,26 @@ def reconcile_aliases(
     *,
     dry_run: bool = False,
     hold: Iterable[str] = (),
+    writers: AliasWriters | None = None,
 ) -> TaggingResult:
     """Put every alias and `latest` back on the highest release of its line.
 
     `hold`: digests no alias is moved onto (the gate quarantined them and removed their tags,
-    which the sweep must not undo)."""
-    images = list(registry.iter_images(repository.name, tag_status="TAGGED"))
-    plan = plan_aliases(rules, repository, images, now, hold=set(hold))
-    return apply_tagging_plan(registry, plan, dry_run=dry_run)
+    which the sweep must not undo). `writers`: as for a push, a write that a push's reaction
+    may have raced is checked by reading again (`chalicelib.tagging.writers`)."""
+    account, region = registry.registry_id or "", registry.region
+    rounds = 0
+    while True:
+        number = writers.enter(account, region, repository.name, now) if writers else None
+        images = list(registry.iter_images(repository.name, tag_status="TAGGED", fresh=rounds > 0))
+        plan = plan_aliases(rules, repository, images, now, hold=set(hold))
+        result = apply_tagging_plan(registry, plan, dry_run=dry_run)
+        rounds += 1
+        raced = not (
+            writers is not None and writers.alone_since(account, region, repository.name, number)
+        )
+        if dry_run or not result.tags_with("applied") or not raced or rounds >= MAX_ROUNDS:
+            return result
 
 
 def plan_aliases(

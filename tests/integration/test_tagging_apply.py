@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from chalicelib.ecr.gateway import Registry
+from chalicelib.kernel.settings import get_settings
 from chalicelib.oci.manifests import OCI_INDEX
 from chalicelib.policy.tagging import TaggingRule
 from chalicelib.tagging.apply import TaggingResult, apply_tagging_plan
 from chalicelib.tagging.plan import plan_tags
 from chalicelib.tagging.react import tag_pushed_image
+from chalicelib.tagging.writers import AliasWriters
 from steward_tools.samples import build_image, build_index
 from tests.imagefactory import push_built
 
@@ -243,3 +246,48 @@ def test_digest_only_push_makes_no_call(repo: Registry) -> None:
 
     assert result.tags == []
     assert repo.calls == Counter()
+
+
+def test_a_write_raced_by_another_writer_is_read_again_and_corrected(repo: Registry) -> None:
+    """A (2.4.0) reads; meanwhile 2.4.1 is pushed and its reaction puts `2.4` on it; then A
+    writes its older plan. A's writers counter changed, so A reads again and puts `2.4` back."""
+    writers = AliasWriters(get_settings().sweep_table)
+    older = push(repo, "2.4.0", seed=40)
+    newer_build = build_image([256], seed=41)
+    put_manifest = repo.put_manifest
+    raced: list[str] = []
+
+    def racing_put(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(newer_build.manifest.digest)
+            push_built(repo, newer_build, REPO, "2.4.1")
+            tag_pushed_image(repo, [ALIASES], REPO, raced[0], "2.4.1", now=NOW, writers=writers)
+        return put_manifest(*args, **kwargs)
+
+    repo.put_manifest = racing_put  # type: ignore[method-assign]
+    result = tag_pushed_image(repo, [ALIASES], REPO, older, "2.4.0", now=NOW, writers=writers)
+
+    newer = raced[0]
+    assert {"2.4", "2", "latest"} <= set(tags_by_digest(repo)[newer])
+    assert "re-read" in " ".join(result.notes) or "planned again" in " ".join(result.notes)
+
+
+def test_an_unraced_write_is_not_read_again(repo: Registry) -> None:
+    writers = AliasWriters(get_settings().sweep_table)
+    digest = push(repo, "3.0.0", seed=50)
+    repo.calls.clear()
+
+    tag_pushed_image(repo, [ALIASES], REPO, digest, "3.0.0", now=NOW, writers=writers)
+
+    assert repo.calls["describe_images"] == 1
+    assert set(tags_by_digest(repo)[digest]) == {"3.0.0", "3.0", "3", "latest"}
+
+
+def test_without_the_counter_a_write_is_always_read_again(repo: Registry) -> None:
+    unreachable = AliasWriters("no-such-table")
+    digest = push(repo, "3.1.0", seed=51)
+    repo.calls.clear()
+
+    tag_pushed_image(repo, [ALIASES], REPO, digest, "3.1.0", now=NOW, writers=unreachable)
+
+    assert repo.calls["describe_images"] == 2
