@@ -3,12 +3,19 @@ benchmarks/bench_copy.py measures the registry-protocol engine): copy a multi-la
 empty destination, then copy it again.
 
     .venv/bin/python benchmarks/bench_replication.py [--sizes 128,512]
+    .venv/bin/python benchmarks/bench_replication.py --per-job [--images 100,2500]
 
 For each image size it prints bytes moved / minimum bytes (target 1.00), bytes moved by the second
 copy (target 0), throughput, and the copying process's peak RSS growth over its baseline (target
 at most 128 MiB, the same for every size). The embedded AWS endpoint runs in its own process and
 the source image is pushed by another, so the RSS measured is the copy engine's alone. Layers are
 generated as streams (never held whole in memory) from a seeded generator.
+
+`--per-job` measures what one copy job costs to read in repositories of different sizes: CPU and
+wall time of the copying process per job (a dry run: source and destination read and the plan
+made, nothing put, so PutImage's pacing does not hide the reading), requests to the source per
+job over both transports, and what listing the repository once costs (what every job paid when
+the source was read by listing it).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,11 +37,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from chalicelib.ecr import registries
+from chalicelib.ecr.distribution import registry_client
 from chalicelib.ecr.gateway import Registry
 from chalicelib.oci.manifests import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Manifest, digest_of
+from chalicelib.oci.referrers import cosign_tag
 from chalicelib.policy.replication import ReplicationRule
 from chalicelib.replication.copy import copy_image
-from chalicelib.replication.jobs import jobs_for
+from chalicelib.replication.jobs import CopyJob, jobs_for
 from steward_tools.local.server import EmbeddedAWS
 
 ACCOUNT, REGION, DESTINATION_REGION = "123456789012", "us-east-1", "eu-west-1"
@@ -146,10 +156,8 @@ class PeakRss:
         self.peak = max(self.peak, _rss())
 
 
-def copy(endpoint: str, repository: str, digest: str) -> None:
-    """Copy the image to another region twice; report bytes, time and RSS growth."""
-    _environment(endpoint)
-
+def bench_job(repository: str, digest: str) -> CopyJob:
+    """The job copying `digest` (tagged 1.0.0) to the same repository in another region."""
     rule = ReplicationRule.model_validate(
         {"name": "bench", "repositories": ["*"], "destinations": [{"region": DESTINATION_REGION}]}
     )
@@ -162,6 +170,13 @@ def copy(endpoint: str, repository: str, digest: str) -> None:
         digest=digest,
         tags=["1.0.0"],
     )
+    return job
+
+
+def copy(endpoint: str, repository: str, digest: str) -> None:
+    """Copy the image to another region twice; report bytes, time and RSS growth."""
+    _environment(endpoint)
+    job = bench_job(repository, digest)
     source = registries.registry(ACCOUNT, REGION)
     destination = registries.registry(ACCOUNT, DESTINATION_REGION)
     # Warm up: clients built, connections open, one tiny call each.
@@ -193,6 +208,81 @@ def copy(endpoint: str, repository: str, digest: str) -> None:
     )
 
 
+def seed_many(endpoint: str, repository: str, count: int) -> None:
+    """Push `count` small signed images: one shared layer and config, a manifest each (told
+    apart by an annotation), each with a cosign signature: the repository a backfill reads."""
+    _environment(endpoint)
+    registry = Registry(region=REGION)
+    registry.ensure_repository(repository)
+    layer = b"layer of the per-job benchmark"
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    config_digest = registry.upload_bytes(repository, config)
+    layer_digest = registry.upload_bytes(repository, layer)
+    descriptors: dict[str, Any] = {
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
+    }
+    digests = []
+    for n in range(count):
+        body = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                **descriptors,
+                "annotations": {"n": str(n)},
+            }
+        )
+        manifest = Manifest(digest=digest_of(body.encode()), media_type=OCI_MANIFEST, body=body)
+        registry.put_manifest(repository, manifest, f"1.0.{n}")
+        signature = body.replace('"n"', '"signs"')
+        signed = Manifest(
+            digest=digest_of(signature.encode()), media_type=OCI_MANIFEST, body=signature
+        )
+        registry.put_manifest(repository, signed, cosign_tag(manifest.digest))
+        digests.append(manifest.digest)
+    print(json.dumps({"digests": digests}))
+
+
+def per_job(endpoint: str, repository: str, digests_file: str) -> None:
+    """Plan (dry run) a copy job for each digest over each transport; CPU, wall time and source
+    requests per job, and the cost of one listing of the repository."""
+    _environment(endpoint)
+    first, *jobs = [bench_job(repository, d) for d in json.loads(Path(digests_file).read_text())]
+    out: dict[str, Any] = {}
+    for protocol in ("api", "v2"):
+        source = Registry(region=REGION)
+        destination = Registry(region=DESTINATION_REGION)
+        reads = registry_client(source)  # logged in before counting
+        # Warm up: clients, connections.
+        copy_image(
+            first,
+            source=source,
+            destination=destination,
+            dry_run=True,
+            protocol=protocol,
+        )
+        calls, requests = sum(source.calls.values()), reads.requests
+        cpu, wall = time.process_time(), time.perf_counter()
+        for job in jobs:
+            copy_image(job, source=source, destination=destination, dry_run=True, protocol=protocol)
+        out[protocol] = {
+            "cpu_ms": (time.process_time() - cpu) * 1000 / len(jobs),
+            "wall_ms": (time.perf_counter() - wall) * 1000 / len(jobs),
+            "source_calls": (sum(source.calls.values()) - calls) / len(jobs),
+            "source_requests": (reads.requests - requests) / len(jobs),
+        }
+    source = Registry(region=REGION)
+    list(source.iter_images(repository))  # warm up
+    cpu, wall = time.process_time(), time.perf_counter()
+    list(source.iter_images(repository))
+    out["listing"] = {
+        "cpu_ms": (time.process_time() - cpu) * 1000,
+        "wall_ms": (time.perf_counter() - wall) * 1000,
+        "calls": source.calls["describe_images"] // 2,
+    }
+    print(json.dumps(out))
+
+
 # --- orchestration --------------------------------------------------------------------------------
 
 
@@ -204,10 +294,12 @@ def _child(*args: str) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="128,512", help="Image sizes in MiB.")
-    args = parser.parse_args()
+# Measured before copies read by digest (issue 15): CPU per job at 2,500 images.
+LISTING_READER_CPU_MS = {2500: 86}
+JOBS_PER_SIZE = 21  # the first warms up
+
+
+def _server() -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
         [sys.executable, __file__, "serve"],
         cwd=ROOT,
@@ -215,9 +307,68 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert server.stdout is not None
+    return server, server.stdout.readline().strip()
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    if server.stdin:
+        server.stdin.close()
+    server.wait(timeout=30)
+
+
+def main_per_job(sizes: list[int]) -> None:
+    server, endpoint = _server()
     try:
-        assert server.stdout is not None
-        endpoint = server.stdout.readline().strip()
+        print(
+            f"embedded AWS at {endpoint} (separate process); repositories of signed images; "
+            f"{JOBS_PER_SIZE - 1} dry-run copy jobs each, per transport\n"
+        )
+        print(
+            f"{'images':>7} {'transport':>9} {'CPU ms/job':>11} {'wall ms/job':>12} "
+            f"{'source calls/job':>17} {'one listing: CPU ms, calls':>27} "
+            f"{'before: CPU ms/job':>19}"
+        )
+        for size in sizes:
+            repository = f"bench/per-job-{size}"
+            digests = _child("seed-many", endpoint, repository, str(size))["digests"]
+            step = max(1, len(digests) // JOBS_PER_SIZE)
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as chosen:
+                chosen.write(json.dumps(digests[::step][:JOBS_PER_SIZE]))
+                chosen.flush()
+                cost = _child("per-job", endpoint, repository, chosen.name)
+            listing = cost["listing"]
+            before = LISTING_READER_CPU_MS.get(size)
+            for transport, label in (("api", "control"), ("v2", "/v2")):
+                row = cost[transport]
+                calls = row["source_calls"] if transport == "api" else row["source_requests"]
+                print(
+                    f"{size:>7,} {label:>9} {row['cpu_ms']:>11.1f} {row['wall_ms']:>12.1f} "
+                    f"{calls:>17.1f} {listing['cpu_ms']:>18.1f}, {listing['calls']:>6} "
+                    f"{before or '-':>19}",
+                    flush=True,
+                )
+        print(
+            "\n(source calls/job: ECR API calls over the control API, HTTP requests over /v2. "
+            "One listing: describe-images of the\n whole repository, images and signatures, "
+            "which the reader that listed the repository paid on every job; 'before' is\n that "
+            "reader's CPU per job measured at 2,500 images for issue 15)"
+        )
+    finally:
+        _stop(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="128,512", help="Image sizes in MiB.")
+    parser.add_argument("--per-job", action="store_true", help="Read cost per copy job.")
+    parser.add_argument("--images", default="100,2500", help="Repository sizes for --per-job.")
+    args = parser.parse_args()
+    if args.per_job:
+        main_per_job([int(n) for n in args.images.split(",")])
+        return
+    server, endpoint = _server()
+    try:
         print(f"embedded AWS at {endpoint} (separate process); {LAYERS} layers per image\n")
         header = (
             f"{'image':>8} {'moved/min':>10} {'2nd run moved':>14} {'2nd run uploads':>16} "
@@ -236,18 +387,20 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(timeout=30)
+        _stop(server)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("serve", "seed", "copy"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("serve", "seed", "copy", "seed-many", "per-job"):
         command, rest = sys.argv[1], sys.argv[2:]
         if command == "serve":
             serve()
         elif command == "seed":
             seed(rest[0], rest[1], int(rest[2]))
+        elif command == "seed-many":
+            seed_many(rest[0], rest[1], int(rest[2]))
+        elif command == "per-job":
+            per_job(rest[0], rest[1], rest[2])
         else:
             copy(rest[0], rest[1], rest[2])
     else:

@@ -15,8 +15,14 @@ What runs for real and what is modelled (said again in the output):
   materialised (a 5-minute window's worth).
 - A policy edit runs the real section fingerprints: the number of gate records made due is the
   number of records whose gate version differs, computed from the real fingerprints.
-- A full backfill is modelled from the PutImage quota (10/s per account and region): replication's
-  copy engine (and its pacing) is another engineer's scope, so no copy code runs here.
+- A full backfill runs the real streaming job generator (`backfill_jobs`: pages of repositories and
+  of images from the real gateway) and the real queued enqueuer (`enqueue_backfill`: batches of
+  10, a look at the queue's depth every 1,000 jobs, waiting above its high water) against a fake
+  ECR and SQS, on a simulated clock: nothing sleeps. `on_copy_job` (reserved concurrency 10,
+  batches of 10) is simulated job by job: each copy is charged its modelled calls and time, and
+  its PutImage waits for a token from the real `TokenBucket` at ECR_TPS's 10/s, one bucket for
+  the account and region. A sample of the registry (1,000 repositories, 100,000 images) runs and
+  the rest is extrapolated from its steady state.
 
 Peak memory is tracemalloc's peak of Python allocations during one invocation, plus the measured
 resident size of an idle interpreter with the functions' imports (Lambda's baseline).
@@ -25,6 +31,7 @@ resident size of an idle interpreter with the functions' imports (Lambda's basel
 from __future__ import annotations
 
 import argparse
+import heapq
 import math
 import os
 import resource
@@ -45,8 +52,12 @@ from chalicelib.ecr.models import RepositoryInfo
 from chalicelib.gate import records as gate_records
 from chalicelib.gate import sweep as gate_sweep
 from chalicelib.kernel import jobqueue
+from chalicelib.kernel.ratelimit import ECR_TPS, TokenBucket
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import current_policy, parse_policy
+from chalicelib.policy.replication import ReplicationRule
+from chalicelib.replication import backfill
+from chalicelib.replication.jobs import CopyJob
 from chalicelib.sweep import jobs as sweep
 from chalicelib.sweep.ledger import LEASE_SECONDS, Lease
 
@@ -59,6 +70,12 @@ LATENCY_MS = {
     "PutImage": 60,
     "SendMessageBatch": 15,
     "GetQueueUrl": 10,
+    "GetQueueAttributes": 10,
+    "BatchCheckLayerAvailability": 20,
+    "GetDownloadUrlForLayer": 20,
+    "InitiateLayerUpload": 40,
+    "UploadLayerPart": 40,
+    "CompleteLayerUpload": 60,
     "GetItem": 5,
     "PutItem": 8,
     "UpdateItem": 8,
@@ -66,7 +83,15 @@ LATENCY_MS = {
     "Scan": 60,
 }
 # Published ECR TPS quotas per account and region (/work/shared/reference/limits.md).
-QUOTA_TPS = {"PutImage": 10, "BatchGetImage": 2000, "UploadLayerPart": 500}
+QUOTA_TPS = {
+    "PutImage": 10,
+    "BatchGetImage": 2000,
+    "UploadLayerPart": 500,
+    "InitiateLayerUpload": 100,
+    "CompleteLayerUpload": 100,
+    "BatchCheckLayerAvailability": 1000,
+    "GetDownloadUrlForLayer": 3000,
+}
 LAMBDA_START_MS = 30  # per invocation, warm
 ACCOUNT, REGION = "123456789012", "us-east-1"
 POLICY = """
@@ -510,16 +535,270 @@ def print_edit(args: argparse.Namespace, e: dict[str, Any]) -> None:
     print(f"  (before: the whole file's fingerprint made all {args.gate_records:,} due)")
 
 
+# --- full backfill ------------------------------------------------------------------------------
+
+BACKFILL_RULE = ReplicationRule.model_validate(
+    {
+        "name": "backfill-eu",
+        "repositories": ["*"],
+        "triggers": ["backfill"],
+        "destinations": [{"region": "eu-west-1"}],
+    }
+)
+BACKFILL_SAMPLE_REPOSITORIES = 2000
+COPY_CONCURRENCY = 10  # on_copy_job's reserved concurrency (prod stage)
+COPY_BATCH = 10  # records per on_copy_job invocation
+COPY_MEMORY_MB = 512
+COPY_TIMEOUT_S = 900
+# One copy job of a single-manifest image whose base layers the destination already has: the
+# calls the /v2 engine makes (source: GET manifest, 3 cosign HEADs, referrers; destination: HEAD
+# of the manifest and the tag, of 3 blobs; one new layer: mount-or-upload, one 64 MiB part,
+# complete; the manifest put; the ledger's record; whether the repository exists), by the ECR
+# operation each stands for.
+COPY_JOB_CALLS = {
+    "BatchGetImage": 7,
+    "BatchCheckLayerAvailability": 3,
+    "GetDownloadUrlForLayer": 1,
+    "InitiateLayerUpload": 1,
+    "UploadLayerPart": 1,
+    "CompleteLayerUpload": 1,
+    "PutImage": 1,
+    "UpdateItem": 1,
+    "DescribeRepositories": 1,
+}
+COPY_JOB_BYTES_S = 0.2  # its one new 20 MiB layer, streamed at 100 MiB/s
+# The /v2 engine's peak RSS per copying process (benchmarks/bench_copy.py), of 512 MB.
+COPY_PEAK_RSS_MB = 62
+
+
+class FakeListing(FakeECR):
+    """A registry of `count` repositories of `per_repository` tagged images each, listed as
+    describe-repositories and describe-images pages."""
+
+    def __init__(self, count: int, per_repository: int) -> None:
+        super().__init__(count)
+        self.per_repository = per_repository
+
+    def describe_images(self, repositoryName: str, imageIds: Any = None, **params: Any):
+        if imageIds:
+            return super().describe_images(repositoryName, imageIds)
+        METER.call("DescribeImages")
+        start = int(params.get("nextToken") or 0)
+        end = min(start + int(params.get("maxResults") or 100), self.per_repository)
+        return {
+            "imageDetails": [
+                {
+                    "repositoryName": repositoryName,
+                    "registryId": ACCOUNT,
+                    "imageDigest": "sha256:"
+                    + f"{repositoryName}#{n}".encode().hex()[-64:].zfill(64),
+                    "imageTags": [f"1.0.{n}"],
+                    "imagePushedAt": datetime(2026, 11, 1, tzinfo=UTC),
+                    "imageManifestMediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "imageSizeInBytes": 50_000_000,
+                }
+                for n in range(start, end)
+            ],
+            **({"nextToken": str(end)} if end < self.per_repository else {}),
+        }
+
+
+class CopyQueue:
+    """SQS for the copy queue: messages counted, a few validated as copy jobs."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.sent = 0
+        self.checked = 0
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]):
+        METER.call("SendMessageBatch")
+        if self.checked < 100:
+            for entry in Entries:
+                CopyJob.model_validate_json(entry["MessageBody"])
+            self.checked += len(Entries)
+        self.waiting += len(Entries)
+        self.sent += len(Entries)
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]):
+        METER.call("GetQueueAttributes")
+        return {"Attributes": {"ApproximateNumberOfMessages": str(self.waiting)}}
+
+
+class CopyFunctions:
+    """`on_copy_job` at its reserved concurrency, in simulated time, job by job: each function
+    takes a batch when the queue has one and copies it, PutImage waiting for the shared bucket."""
+
+    def __init__(self, queue: CopyQueue) -> None:
+        self.queue = queue
+        self.now = 0.0
+        self.put_image = TokenBucket(
+            ECR_TPS["put_image"], clock=lambda: self.now, sleep=lambda s: None
+        )
+        work = {op: n for op, n in COPY_JOB_CALLS.items() if op != "PutImage"}
+        self.job_seconds = (
+            COPY_JOB_BYTES_S + sum(LATENCY_MS[op] * n for op, n in work.items()) / 1000
+        )
+        # (time free, function, jobs left in its batch, when its invocation began)
+        self.functions = [(0.0, n, 0, 0.0) for n in range(COPY_CONCURRENCY)]
+        self.copied = 0
+        self.invocations = 0
+        self.busy_seconds = 0.0
+        self.longest = 0.0
+        self.finished_at = 0.0
+        self.progress: list[tuple[float, int]] = []  # (time, copies done), every 1,000 copies
+
+    def run_until(self, moment: float) -> None:
+        while self.functions[0][0] <= moment:
+            free, n, left, began = heapq.heappop(self.functions)
+            if left:
+                self.now = free + self.job_seconds
+                waited = self.put_image.acquire()
+                done = self.now + waited + LATENCY_MS["PutImage"] / 1000
+                self.copied += 1
+                self.finished_at = done
+                if self.copied % 1000 == 0:
+                    self.progress.append((done, self.copied))
+                if left == 1:
+                    self.invocations += 1
+                    self.busy_seconds += done - began
+                    self.longest = max(self.longest, done - began)
+                heapq.heappush(self.functions, (done, n, left - 1, began))
+            elif self.queue.waiting:
+                batch = min(COPY_BATCH, self.queue.waiting)
+                self.queue.waiting -= batch
+                start = free + LAMBDA_START_MS / 1000
+                heapq.heappush(self.functions, (start, n, batch, free))
+            else:
+                heapq.heappush(self.functions, (free + 1.0, n, 0, 0.0))  # polls again
+                if self.queue.waiting == 0 and moment == math.inf and self.idle():
+                    return
+
+    def idle(self) -> bool:
+        return all(left == 0 for _, _, left, _ in self.functions)
+
+    def steady_rate(self, start: float, end: float) -> float:
+        """Copies a second between `start` and `end` (while the queue was kept filled)."""
+        window = [(t, n) for t, n in self.progress if start <= t <= end]
+        (t0, n0), (t1, n1) = window[0], window[-1]
+        return (n1 - n0) / (t1 - t0)
+
+
+def simulate_backfill(repositories: int, per_repository: int, *, trace: bool) -> dict[str, Any]:
+    """The queued backfill of `repositories` x `per_repository` images, in simulated time;
+    `trace` measures the enqueuer's peak allocations (and slows it)."""
+    METER.total.clear()
+    METER.take()
+    ecr, queue = FakeListing(repositories, per_repository), CopyQueue()
+    copies = CopyFunctions(queue)
+    setattr(jobqueue, "aws_client", lambda *a, **k: queue)  # noqa: B010
+    slept = [0.0]
+
+    def enqueuer_time() -> float:  # its calls' latency and its waits: the enqueuer's own clock
+        return (
+            sum(LATENCY_MS.get(op, 10) * n for op, n in METER.invocation.items()) / 1000 + slept[0]
+        )
+
+    def depth(name: str) -> int:
+        copies.run_until(enqueuer_time())
+        return jobqueue.waiting_messages(name)
+
+    def sleep(seconds: float) -> None:
+        slept[0] += seconds
+        copies.run_until(enqueuer_time())
+
+    registry = Registry(region=REGION, client=ecr)
+    if trace:
+        tracemalloc.start()
+    cpu = time.process_time()
+    jobs = backfill.backfill_jobs(BACKFILL_RULE, registry, ACCOUNT, REGION)
+    sent = backfill.enqueue_backfill(
+        jobs, queue="https://sqs.fake/steward-replication-jobs", depth=depth, sleep=sleep
+    )
+    enqueued_at = enqueuer_time()
+    cpu = time.process_time() - cpu
+    peak = tracemalloc.get_traced_memory()[1] if trace else 0
+    tracemalloc.stop()
+    copies.run_until(math.inf)
+    return {
+        "images": repositories * per_repository,
+        "sent": sent,
+        "enqueuer_calls": Counter(METER.invocation),
+        "enqueuer_cpu_s": cpu,
+        "enqueuer_peak_mb": peak / 2**20,
+        "enqueued_at": enqueued_at,
+        "copies": copies,
+        "wall_s": copies.finished_at,
+    }
+
+
 def print_backfill(args: argparse.Namespace) -> None:
     images = args.images
-    quota = QUOTA_TPS["PutImage"]
-    seconds = images / quota
-    print(f"== full backfill: {images:,} images, one destination (modelled from quotas)")
-    print(f"  PutImage calls         {images:,} (one per manifest)")
-    print(f"  bound by PutImage      {seconds:,.0f} s = {seconds / 86400:.1f} days at {quota}/s")
-    print("  (the copy engine and its shared pacing are replication's scope: not run here)")
+    per_repository = max(1, images // args.repositories)
+    sampled = min(BACKFILL_SAMPLE_REPOSITORIES, args.repositories)
+    sample = simulate_backfill(sampled, per_repository, trace=True)
+    half = simulate_backfill(max(1, sampled // 2), per_repository, trace=True)
+    untraced = simulate_backfill(max(1, sampled // 2), per_repository, trace=False)
+    cpu_per_job = untraced["enqueuer_cpu_s"] / untraced["images"]
+    copies: CopyFunctions = sample["copies"]
+    scale = images / sample["images"]
+    # Steady state: copies a second while the enqueuer kept the queue filled.
+    rate = copies.steady_rate(600.0, sample["enqueued_at"])
+    wall = sample["wall_s"] + (images - sample["images"]) / rate
+    bound = images * COPY_JOB_CALLS["PutImage"] / ECR_TPS["put_image"]
+    calls: Counter[str] = Counter(
+        {op: round(n * scale) for op, n in sample["enqueuer_calls"].items()}
+    )
+    for op, n in COPY_JOB_CALLS.items():
+        calls[op] += n * images
+    invocations = copies.invocations * scale
+    gb_seconds = copies.busy_seconds * scale * COPY_MEMORY_MB / 1024
+    rates = {op: n / wall for op, n in calls.items()}
+    over = [op for op, r in rates.items() if r > QUOTA_TPS.get(op, float("inf"))]
     print(
-        f"  with {quota} PutImage/s shared by every function, pushes and gate tags wait meanwhile"
+        f"== full backfill: {images:,} images in {args.repositories:,} repositories, one "
+        "destination region (`steward replicate --queue`, on_copy_job)"
+    )
+    print(
+        f"  invocations            {invocations:,.0f} on_copy_job (batches of {COPY_BATCH}, "
+        f"reserved concurrency {COPY_CONCURRENCY}) + 1 enqueuer process"
+    )
+    print(f"  GB-seconds             {gb_seconds:,.0f} (on_copy_job at {COPY_MEMORY_MB} MB)")
+    print("  calls by operation     " + ", ".join(f"{op} {n:,}" for op, n in sorted(calls.items())))
+    print(
+        f"  peak memory            enqueuer +{sample['enqueuer_peak_mb']:.1f} MB of Python "
+        f"allocations at {sample['images']:,} images, +{half['enqueuer_peak_mb']:.1f} MB at "
+        f"{half['images']:,} (flat: a page of repositories, a page of images and a chunk of "
+        f"jobs); on_copy_job {COPY_PEAK_RSS_MB} MB of {COPY_MEMORY_MB} (bench_copy.py)"
+    )
+    print(
+        f"  longest invocation     {copies.longest:.1f} s of {COPY_TIMEOUT_S} (a batch of "
+        f"{COPY_BATCH}, each copy {copies.job_seconds:.2f} s plus its wait for a PutImage token)"
+    )
+    print(
+        f"  enqueuer               CPU {cpu_per_job * images:,.0f} s in all "
+        f"({cpu_per_job * 1e6:.0f} us a job); the queue holds at most "
+        f"{backfill.QUEUE_HIGH_WATER:,} jobs, so it sends its last about "
+        f"{backfill.QUEUE_HIGH_WATER / rate / 3600:.0f} h before the end, waiting meanwhile"
+    )
+    print(
+        f"  wall time              {wall:,.0f} s = {wall / 86400:.1f} days; PutImage's quota "
+        f"allows {bound:,.0f} s ({images:,} at {ECR_TPS['put_image']:.0f}/s): "
+        f"{wall / bound:.3f}x -> {'within' if wall <= 1.1 * bound else 'OVER'} 10 %"
+    )
+    print(
+        "  mean rate (calls/s)    "
+        + ", ".join(f"{op} {r:.1f}" for op, r in sorted(rates.items()) if r >= 0.05)
+        + f"; over a published quota: {', '.join(over) or 'none'}"
+    )
+    print(
+        f"  (simulated time; {sample['images']:,} images run through the real generator, "
+        f"enqueuer and PutImage bucket, the rest extrapolated at the steady {rate:.0f} jobs/s;"
+    )
+    print(
+        "   each copy's calls and time modelled; one PutImage bucket shared by the copy "
+        "functions of the account and region)"
     )
 
 

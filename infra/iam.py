@@ -38,6 +38,7 @@ ACTION_OF_OPERATION = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "ecr:ListImageReferrers": "ecr:BatchGetImage",
 }
 
 

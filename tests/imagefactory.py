@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from chalicelib.ecr.gateway import Registry
+from chalicelib.oci.referrers import cosign_tag
 from steward_tools.push import LocalImage
-from steward_tools.samples import Built, blob_file
+from steward_tools.samples import (
+    Built,
+    blob_file,
+    build_image,
+    build_index,
+    build_referrer,
+    build_signature,
+)
 
 
 def corrupt_blob(layout: Path, digest: str) -> Path:
@@ -33,6 +41,27 @@ def push_built(registry: Registry, built: Built, repository: str, tag: str | Non
             repository, manifest, tag if manifest.digest == built.digest else None
         )
     return built.digest
+
+
+def push_signed_index_among(
+    registry: Registry, repository: str, others: int
+) -> tuple[str, set[str]]:
+    """An index with a cosign signature and an SBOM, pushed among `others` unrelated images
+    (each signed too); returns the index's digest and the digests that belong to it."""
+    registry.create_repository(repository)
+    for n in range(others):
+        other = build_image([64], seed=1000 + n)
+        push_built(registry, other, repository, tag=f"0.{n}")
+        push_built(
+            registry, build_signature(other, seed=2000 + n), repository, cosign_tag(other.digest)
+        )
+    index = build_index([build_image([96], seed=13), build_image([128], seed=14)])
+    signature = build_signature(index, seed=15)
+    sbom = build_referrer(index, seed=16)
+    push_built(registry, index, repository, tag="3.0.0")
+    push_built(registry, signature, repository, tag=cosign_tag(index.digest))
+    push_built(registry, sbom, repository)
+    return index.digest, {*(m.digest for m in index.manifests), signature.digest, sbom.digest}
 
 
 MiB = 1024 * 1024

@@ -21,6 +21,7 @@ from chalicelib.kernel import aws
 BATCH_IMAGE_IDS = 100
 BATCH_LAYER_DIGESTS = 100
 PAGE_SIZE = 1000
+REFERRERS_PAGE = 50  # list-image-referrers' largest page
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 10 * 1024 * 1024
 ARN_ADDRESSED_OPERATIONS = frozenset({"list_tags_for_resource", "tag_resource", "untag_resource"})
@@ -116,6 +117,16 @@ class GatewayCore:
         except Exception as error:  # botocore raises several unrelated types
             raise _translate(error, operation) from error
         return response
+
+    def _pages(self, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Each page of a paginated call, following `nextToken`, one call a page as it is read."""
+        token: str | None = None
+        while True:
+            page = self._call(operation, **params, **({"nextToken": token} if token else {}))
+            yield page
+            token = page.get("nextToken")
+            if not token:
+                return
 
     def _call_once_per_quota(
         self, operation: str, attempts: int = 5, **params: Any

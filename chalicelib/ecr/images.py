@@ -9,6 +9,7 @@ from chalicelib.ecr import readcache
 from chalicelib.ecr.core import (
     BATCH_IMAGE_IDS,
     PAGE_SIZE,
+    REFERRERS_PAGE,
     GatewayCore,
     _batches,
 )
@@ -20,6 +21,7 @@ from chalicelib.ecr.errors import (
 from chalicelib.ecr.models import (
     DeleteOutcome,
     ImageDetail,
+    ManifestsRead,
     PutOutcome,
 )
 from chalicelib.oci.manifests import ACCEPTED_MEDIA_TYPES, Manifest, media_type_of
@@ -62,19 +64,13 @@ class ImageCalls(GatewayCore):
         yield from kept
 
     def _describe_pages(self, repository: str, tag_status: str) -> Iterator[ImageDetail]:
-        token: str | None = None
-        while True:
-            page = self._call(
-                "describe_images",
-                repositoryName=repository,
-                maxResults=PAGE_SIZE,
-                filter={"tagStatus": tag_status},
-                **({"nextToken": token} if token else {}),
-            )
+        for page in self._pages(
+            "describe_images",
+            repositoryName=repository,
+            maxResults=PAGE_SIZE,
+            filter={"tagStatus": tag_status},
+        ):
             yield from (self._image(repository, d) for d in page.get("imageDetails", []))
-            token = page.get("nextToken")
-            if not token:
-                return
 
     def describe_image(
         self, repository: str, *, digest: str | None = None, tag: str | None = None
@@ -95,8 +91,6 @@ class ImageCalls(GatewayCore):
         self, repository: str, image_ids: Iterable[dict[str, str]]
     ) -> tuple[list[Manifest], list[dict[str, Any]]]:
         """Manifests by image id (digest or tag), 100 a call; returns (found, failures)."""
-        found: list[Manifest] = []
-        failures: list[dict[str, Any]] = []
         ids = list(image_ids)
         cache = readcache.active()
         key = (id(self), repository)
@@ -106,6 +100,38 @@ class ImageCalls(GatewayCore):
             kept = cache.manifests.get(key, {})
             if ids and all(set(i) == {"imageDigest"} and i["imageDigest"] in kept for i in ids):
                 return [kept[i["imageDigest"]] for i in ids], []
+        answered, failures = self._batch_get_image(repository, ids)
+        found = list({m.digest: m for _, m in answered}.values())  # a digest asked for twice
+        return found, failures
+
+    def read_manifests(
+        self, repository: str, *, digests: Iterable[str] = (), tags: Iterable[str] = ()
+    ) -> ManifestsRead:
+        """Manifests by digest and by tag together, 100 ids a call. A tag that names no image is
+        left out of `by_tag` (its failure, `ImageNotFound`, is expected); every other failure is
+        returned."""
+        ids = [{"imageDigest": d} for d in digests] + [{"imageTag": t} for t in tags]
+        answered, failures = self._batch_get_image(repository, ids)
+        read = ManifestsRead()
+        for image_id, manifest in answered:
+            if "imageTag" in image_id:
+                read.by_tag[image_id["imageTag"]] = manifest
+            else:
+                read.by_digest[manifest.digest] = manifest
+        read.failures = [
+            f
+            for f in failures
+            if not ("imageTag" in f.get("imageId", {}) and f.get("failureCode") == "ImageNotFound")
+        ]
+        return read
+
+    def _batch_get_image(
+        self, repository: str, ids: list[dict[str, str]]
+    ) -> tuple[list[tuple[dict[str, str], Manifest]], list[dict[str, Any]]]:
+        """batch-get-image, 100 ids a call: each manifest found with the id ECR answered it for
+        (the digest, and the tag when asked by tag), and the failures."""
+        answered: list[tuple[dict[str, str], Manifest]] = []
+        failures: list[dict[str, Any]] = []
         for batch in _batches(ids, BATCH_IMAGE_IDS):
             response = self._call(
                 "batch_get_image",
@@ -113,24 +139,31 @@ class ImageCalls(GatewayCore):
                 imageIds=batch,
                 acceptedMediaTypes=ACCEPTED_MEDIA_TYPES,
             )
-            seen: set[str] = set()
             for image in response.get("images", []):
-                digest = image["imageId"]["imageDigest"]
-                if digest in seen:  # the same digest asked for by two tags
-                    continue
-                seen.add(digest)
                 body = image["imageManifest"]
-                found.append(
-                    Manifest(
-                        digest=digest,
-                        media_type=image.get("imageManifestMediaType") or media_type_of(body) or "",
-                        body=body,
-                    )
+                manifest = Manifest(
+                    digest=image["imageId"]["imageDigest"],
+                    media_type=image.get("imageManifestMediaType") or media_type_of(body) or "",
+                    body=body,
                 )
+                answered.append((image["imageId"], manifest))
             failures.extend(response.get("failures", []))
+        cache = readcache.active()
         if cache is not None:
-            cache.fetched(key, found)
-        return found, failures
+            cache.fetched((id(self), repository), [m for _, m in answered])
+        return answered, failures
+
+    def iter_referrers(self, repository: str, digest: str) -> Iterator[str]:
+        """The digests of the artifacts whose `subject` is `digest` (list-image-referrers, 50 a
+        page). ECR lists only ACTIVE artifacts unless asked: those are the ones that can be
+        pulled."""
+        for page in self._pages(
+            "list_image_referrers",
+            repositoryName=repository,
+            subjectId={"imageDigest": digest},
+            maxResults=REFERRERS_PAGE,
+        ):
+            yield from (r["digest"] for r in page.get("referrers", []))
 
     def get_manifest(
         self, repository: str, *, digest: str | None = None, tag: str | None = None

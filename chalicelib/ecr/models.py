@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
+
+from chalicelib.oci.manifests import Manifest
 
 TagMutability = Literal[
     "MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION"
@@ -39,6 +41,14 @@ class ImageDetail(BaseModel):
     subject_digest: str | None = None
     status: str = "ACTIVE"
     last_pulled_at: datetime | None = None
+
+
+class ManifestsRead(BaseModel):
+    """Manifests read by digest and by tag in one batch-get-image."""
+
+    by_digest: dict[str, Manifest] = Field(default_factory=dict)
+    by_tag: dict[str, Manifest] = Field(default_factory=dict)  # tag -> the manifest it names
+    failures: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class PutOutcome(BaseModel):

@@ -93,19 +93,14 @@ class ScanCalls(GatewayCore):
         """describe-image-scan-findings, every page: `findings` (basic), `enhancedFindings`
         (enhanced), `status`."""
         out: dict[str, Any] = {"findings": [], "enhancedFindings": [], "status": None}
-        token: str | None = None
-        while True:
-            page = self._call(
-                "describe_image_scan_findings",
-                repositoryName=repository,
-                imageId={"imageDigest": digest},
-                maxResults=PAGE_SIZE,
-                **({"nextToken": token} if token else {}),
-            )
+        for page in self._pages(
+            "describe_image_scan_findings",
+            repositoryName=repository,
+            imageId={"imageDigest": digest},
+            maxResults=PAGE_SIZE,
+        ):
             found = page.get("imageScanFindings", {})
             out["findings"].extend(found.get("findings", []))
             out["enhancedFindings"].extend(found.get("enhancedFindings", []))
             out["status"] = page.get("imageScanStatus", {}).get("status")
-            token = page.get("nextToken")
-            if not token:
-                return out
+        return out

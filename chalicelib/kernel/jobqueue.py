@@ -3,9 +3,10 @@ replication's copy jobs). The consumer side is `chalicelib.kernel.jobconsumer`."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from chalicelib.kernel.aws import client as aws_client
 from chalicelib.kernel.aws import on_reset
@@ -13,6 +14,16 @@ from chalicelib.kernel.errors import AwsCallError, aws_errors
 
 SEND_BATCH = 10  # SQS's send-message-batch limit
 SEND_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last shorter), taken as they come: a generator's items
+    are never all held at once."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 @lru_cache(maxsize=8)
@@ -39,20 +50,17 @@ class SendFailed(AwsCallError):
 def send_jobs(
     queue: str, bodies: Iterable[str], client: Any = None, *, attempts: int = SEND_ATTEMPTS
 ) -> int:
-    """Send each body as one message (send-message-batch, 10 a call); returns calls made.
+    """Send each body as one message (send-message-batch, 10 a call, as `bodies` yields them);
+    returns calls made.
 
     Entries SQS reports as failed are resent (up to `attempts` in all); a sender fault is not
     retried.
     """
     client = client or aws_client("sqs")
     url = queue_url(queue)
-    pending = list(bodies)
     calls = 0
-    for start in range(0, len(pending), SEND_BATCH):
-        entries = [
-            {"Id": str(n), "MessageBody": body}
-            for n, body in enumerate(pending[start : start + SEND_BATCH])
-        ]
+    for batch in chunks(bodies, SEND_BATCH):
+        entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(batch)]
         for _ in range(attempts):
             calls += 1
             with aws_errors("sqs", "send_message_batch"):
@@ -66,3 +74,13 @@ def send_jobs(
         else:
             raise SendFailed(f"SQS kept failing {len(entries)} jobs", transient=True)
     return calls
+
+
+def waiting_messages(queue: str, client: Any = None) -> int:
+    """How many messages the queue holds waiting to be received (SQS's approximate count)."""
+    client = client or aws_client("sqs")
+    with aws_errors("sqs", "get_queue_attributes"):
+        attributes = client.get_queue_attributes(
+            QueueUrl=queue_url(queue), AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", 0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -130,8 +130,17 @@ def jobs_for(
     return jobs
 
 
-def enqueue(jobs: list[CopyJob]) -> int:
-    """Send copy jobs to the replication queue, ten a call. A message SQS refuses raises: the
-    failed invocation is retried whole (copy jobs are idempotent), so nothing is silently lost."""
-    send_jobs(get_settings().replication_queue, [job.model_dump_json() for job in jobs], attempts=1)
-    return len(jobs)
+def enqueue(jobs: Iterable[CopyJob], queue: str | None = None) -> int:
+    """Send copy jobs to the replication queue, ten a call, as `jobs` yields them. A message SQS
+    refuses raises: the failed invocation is retried whole (copy jobs are idempotent), so nothing
+    is silently lost."""
+    sent = 0
+
+    def bodies() -> Iterator[str]:
+        nonlocal sent
+        for job in jobs:
+            sent += 1
+            yield job.model_dump_json()
+
+    send_jobs(queue or get_settings().replication_queue, bodies(), attempts=1)
+    return sent

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from chalicelib.ecr.errors import (
     ImageNotFound,
+    RegistryError,
     RepositoryNotFound,
 )
 from chalicelib.ecr.gateway import Registry
@@ -35,30 +36,33 @@ class DestinationState(BaseModel):
 
 
 def read_source(registry: Registry, repository: str, digest: str) -> SourceImage:
-    """The image's manifests (exact bytes), children, referrers and blobs, read at the source."""
-    listing = list(registry.iter_images(repository))
-    by_tag = {tag: image.digest for image in listing for tag in image.tags}
-    subject_referrers: dict[str, list[str]] = {}
-    for image in listing:
-        if image.subject_digest:
-            subject_referrers.setdefault(image.subject_digest, []).append(image.digest)
-
+    """The image's manifests (exact bytes), children, referrers and blobs, read at the source by
+    digest: each round asks batch-get-image for the manifests found so far and their cosign
+    tags together, and list-image-referrers for their OCI referrers. Nothing else in the
+    repository is read, so a job costs the same in a repository of any size."""
     manifests: dict[str, Manifest] = {}
     why: dict[str, str] = {digest: "the image"}
     children: dict[str, list[str]] = {}
     attached: dict[str, list[str]] = {}
     sidecars: dict[str, str] = {}
+    known: dict[str, Manifest] = {}  # sidecars read by tag, before their round
     wanted = [digest]
     while wanted:
-        found, failures = registry.get_manifests(repository, [{"imageDigest": d} for d in wanted])
-        missing = set(wanted) - {m.digest for m in found}
+        tags = [cosign_tag(d, kind) for d in wanted for kind in COSIGN_KINDS]
+        unread = [d for d in wanted if d not in known]
+        read = registry.read_manifests(repository, digests=unread, tags=tags)
+        missing = set(unread) - set(read.by_digest)
+        reason = read.failures[0].get("failureReason", "") if read.failures else ""
         if missing:
-            reason = failures[0].get("failureReason", "") if failures else ""
             raise ImageNotFound(
                 "ImageNotFoundException",
                 f"{', '.join(sorted(missing))} not in {repository} {reason}".strip(),
                 "batch_get_image",
             )
+        if read.failures:  # a sidecar tag ECR could not read (KMS, say) must not be dropped
+            code = str(read.failures[0].get("failureCode", "BatchGetImageFailure"))
+            raise RegistryError(code, f"{repository}: {reason}", "batch_get_image")
+        found = [known.pop(d) if d in known else read.by_digest[d] for d in wanted]
         wanted = []
 
         def want(d: str, reason: str, parent: str, edges: dict[str, list[str]]) -> None:
@@ -74,10 +78,12 @@ def read_source(registry: Registry, repository: str, digest: str) -> SourceImage
                 want(child.digest, f"listed by index {short}", manifest.digest, children)
             for kind in COSIGN_KINDS:
                 tag = cosign_tag(manifest.digest, kind)
-                if tag in by_tag:
-                    sidecars[tag] = by_tag[tag]
-                    want(by_tag[tag], f"cosign .{kind} of {short}", manifest.digest, attached)
-            for referrer in subject_referrers.get(manifest.digest, []):
+                sidecar = read.by_tag.get(tag)
+                if sidecar is not None:
+                    sidecars[tag] = sidecar.digest
+                    known.setdefault(sidecar.digest, sidecar)
+                    want(sidecar.digest, f"cosign .{kind} of {short}", manifest.digest, attached)
+            for referrer in registry.iter_referrers(repository, manifest.digest):
                 want(referrer, f"OCI referrer of {short}", manifest.digest, attached)
 
     order = put_order(digest, manifests, children, attached)

@@ -1,7 +1,7 @@
 """What belongs to an image and what a destination already has, read over the registry protocol
 (`/v2`) of any registry: manifests by digest (exact bytes), an index's children, cosign sidecar
-tags from the tag list, OCI referrers from the referrers API (or its fallback tag); at the
-destination HEAD requests only."""
+tags by name, OCI referrers from the referrers API (or its fallback tag); at the destination HEAD
+requests only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from chalicelib.registry_client.blobs import head_blob
 from chalicelib.registry_client.errors import RegistryHTTPError
 from chalicelib.registry_client.manifests import RawManifest, get_manifest, head_manifest
 from chalicelib.registry_client.referrers import list_referrers
-from chalicelib.registry_client.tags import iter_tags
 from chalicelib.registry_client.transport import RegistryClient
 from chalicelib.replication.source import DestinationState, SourceImage, put_order
 
@@ -38,39 +37,40 @@ def fetch(client: RegistryClient, repository: str, reference: str) -> Manifest:
 
 
 def read_source_v2(client: RegistryClient, repository: str, digest: str) -> SourceImage:
-    """The image's manifests (exact bytes), children, referrers and blobs, read at the source."""
-    tags = set(iter_tags(client, repository))
+    """The image's manifests (exact bytes), children, referrers and blobs, read at the source by
+    digest: each manifest's cosign tags asked for by name (HEAD; a 404 means none) and its OCI
+    referrers from the referrers API, never the repository's tag list, so a job costs the same
+    in a repository of any size."""
     manifests: dict[str, Manifest] = {}
     why: dict[str, str] = {digest: "the image"}
     children: dict[str, list[str]] = {}
     attached: dict[str, list[str]] = {}
     sidecars: dict[str, str] = {}
-    known: dict[str, Manifest] = {}
     wanted = [digest]
-    while wanted:
-        reference = wanted.pop(0)
-        manifest = known.pop(reference, None) or fetch(client, repository, reference)
-        manifests[manifest.digest] = manifest
-        short = short_digest(manifest.digest)
+    with ThreadPoolExecutor(max_workers=len(COSIGN_KINDS)) as pool:
+        while wanted:
+            manifest = fetch(client, repository, wanted.pop(0))
+            manifests[manifest.digest] = manifest
+            short = short_digest(manifest.digest)
 
-        def want(d: str, reason: str, edges: dict[str, list[str]]) -> None:
-            edges.setdefault(manifest.digest, []).append(d)  # noqa: B023 - used at once
-            if d not in why:
-                why[d] = reason
-                wanted.append(d)
+            def want(d: str, reason: str, edges: dict[str, list[str]]) -> None:
+                edges.setdefault(manifest.digest, []).append(d)  # noqa: B023 - used at once
+                if d not in why:
+                    why[d] = reason
+                    wanted.append(d)
 
-        for child in manifest.children():
-            want(child.digest, f"listed by index {short}", children)
-        for kind in COSIGN_KINDS:
-            tag = cosign_tag(manifest.digest, kind)
-            if tag in tags:
-                sidecar = fetch(client, repository, tag)
-                known[sidecar.digest] = sidecar
-                sidecars[tag] = sidecar.digest
-                want(sidecar.digest, f"cosign .{kind} of {short}", attached)
-        for referrer in list_referrers(client, repository, manifest.digest):
-            if isinstance(referrer.get("digest"), str):
-                want(referrer["digest"], f"OCI referrer of {short}", attached)
+            tags = [cosign_tag(manifest.digest, kind) for kind in COSIGN_KINDS]
+            named = pool.map(lambda tag: head_manifest(client, repository, tag), tags)
+            referrers = list_referrers(client, repository, manifest.digest)
+            for child in manifest.children():
+                want(child.digest, f"listed by index {short}", children)
+            for kind, tag, sidecar in zip(COSIGN_KINDS, tags, named, strict=True):
+                if sidecar is not None:
+                    sidecars[tag] = sidecar
+                    want(sidecar, f"cosign .{kind} of {short}", attached)
+            for referrer in referrers:
+                if isinstance(referrer.get("digest"), str):
+                    want(referrer["digest"], f"OCI referrer of {short}", attached)
 
     order = put_order(digest, manifests, children, attached)
     blobs: dict[str, int] = {}

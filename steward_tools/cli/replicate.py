@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any
 
 import click
@@ -11,7 +12,13 @@ import click
 from chalicelib.kernel.aws import caller_account
 from chalicelib.kernel.settings import get_settings
 from chalicelib.policy import current_policy
-from chalicelib.replication.backfill import BackfillSummary, run_backfill
+from chalicelib.replication.backfill import (
+    BACKFILL_CONCURRENCY,
+    BackfillSummary,
+    enqueue_backfill,
+    listed_jobs,
+    run_backfill,
+)
 from chalicelib.replication.native import native_report, run_native
 from steward_tools.cli.common import echo_json, json_option, local_option, use_local_backend
 from steward_tools.cli.progress import Progress
@@ -20,6 +27,20 @@ from steward_tools.cli.progress import Progress
 @click.group(invoke_without_command=True)
 @click.option("--rule", "rule_name", help="The replication rule (its `name` in the policy).")
 @click.option("--dry-run", is_flag=True, help="Show what would be copied; copy nothing.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=BACKFILL_CONCURRENCY,
+    show_default=True,
+    help="Images copied at once (each also copies a few layers at once).",
+)
+@click.option(
+    "--queue",
+    "to_queue",
+    is_flag=True,
+    help="Send the copy jobs to the service's copy queue as they are listed (on_copy_job "
+    "copies them), keeping at most an hour of PutImage's quota waiting there; copy nothing here.",
+)
 @click.option("--region", envvar="AWS_DEFAULT_REGION", default=None, help="Source region.")
 @local_option
 @json_option
@@ -28,47 +49,85 @@ def replicate(
     ctx: click.Context,
     rule_name: str | None,
     dry_run: bool,
+    concurrency: int,
+    to_queue: bool,
     region: str | None,
     local: bool,
     as_json: bool,
 ) -> None:
-    """Backfill: copy the existing images a replication rule selects, only what is missing."""
+    """Backfill: copy the existing images a replication rule selects, only what is missing.
+    Images are copied as the registry is listed, a few at once, so the first copies start at
+    once and memory does not grow with the registry."""
     if ctx.invoked_subcommand is not None:
         return
     if not rule_name:
         raise click.UsageError("--rule NAME is required")
+    if to_queue and dry_run:
+        raise click.UsageError("--queue sends jobs to be copied; a --dry-run runs here")
     if local:
         use_local_backend()
 
     progress = Progress("replicate")
-    done = {"images": 0, "total": 0}
+    counts = {"images": 0, "listed": 0, "listing": 1}
+    lock = threading.Lock()
 
-    def on_jobs(jobs: list[Any]) -> None:
-        done["total"] = len(jobs)
-        progress.describe(f"replicate, images 0/{len(jobs)}")
+    def describe() -> None:
+        more = "+" if counts["listing"] else ""
+        verb = "queued" if to_queue else "images"
+        progress.describe(f"replicate, {verb} {counts['images']}/{counts['listed']}{more}")
+
+    def on_listed(listed: int, finished: bool) -> None:
+        counts["listed"], counts["listing"] = listed, int(not finished)
+        describe()
+
+    def on_bytes(n: int) -> None:
+        with lock:
+            progress.update(n)
 
     def on_image(result: Any) -> None:
-        done["images"] += 1
-        progress.describe(f"replicate, images {done['images']}/{done['total']}")
+        counts["images"] += 1
+        describe()
         if dry_run:
             for line in [f"{result.source} → {result.destination}", *result.plan]:
                 progress.note(f"  {line}")
 
+    def on_failure(error: str) -> None:
+        progress.note(f"failed: {error}")
+
     try:
+        if to_queue:
+            rule, jobs = listed_jobs(rule_name, region=region, on_listed=on_listed)
+
+            def on_sent(sent: int) -> None:
+                counts["images"] = sent
+                describe()
+
+            sent = enqueue_backfill(jobs, on_sent=on_sent)
+            message = (
+                f"rule {rule.name}: {sent} copy jobs queued to {get_settings().replication_queue}"
+            )
+            if as_json:
+                echo_json({"rule": rule.name, "queued": sent})
+            else:
+                click.echo(message)
+            return
         summary = run_backfill(
             rule_name,
             region=region,
             dry_run=dry_run,
-            on_jobs=on_jobs,
-            on_bytes=progress.update,
+            concurrency=concurrency,
+            keep_results=as_json,
+            on_listed=on_listed,
+            on_bytes=on_bytes,
             on_image=on_image,
+            on_failure=on_failure,
         )
     except LookupError as error:
         raise click.ClickException(str(error).strip("'\"")) from error
     finally:
         progress.close()
-    for failure in summary.errors:
-        click.echo(f"failed: {failure}", err=True)
+    if summary.failed > len(summary.errors):
+        click.echo(f"({summary.failed - len(summary.errors)} more failures)", err=True)
     if as_json:
         echo_json(summary.model_dump(mode="json"))
     else:
@@ -79,9 +138,8 @@ def replicate(
 
 def summary_line(summary: BackfillSummary) -> str:
     if summary.dry_run:
-        to_copy = sum(1 for result in summary.results if result.status == "planned")
         return (
-            f"rule {summary.rule} (dry run): {summary.images} images ({to_copy} to copy, "
+            f"rule {summary.rule} (dry run): {summary.images} images ({summary.planned} to copy, "
             f"{summary.unchanged} already there, {summary.failed} failed), "
             f"{summary.bytes_planned} bytes to move, {summary.bytes_skipped} bytes skipped "
             "(already at the destination)"

@@ -284,6 +284,26 @@ class _Analysis:
         self.children: tuple[str, ...] = ()
 
 
+def referrer_descriptor(image: Any) -> dict[str, Any]:
+    """An image as a referrer's descriptor (mediaType, digest, size, artifactType, annotations)."""
+    manifest = image.image_manifest
+    descriptor: dict[str, Any] = {
+        "mediaType": image.image_manifest_media_type,
+        "digest": image.get_image_digest(),
+        "size": len(manifest.encode("utf-8")),
+    }
+    if image.artifact_media_type:
+        # The manifest's artifactType, else its config's media type (the spec's rule).
+        descriptor["artifactType"] = image.artifact_media_type
+    try:
+        annotations = json.loads(manifest).get("annotations")
+    except (ValueError, AttributeError):
+        annotations = None
+    if isinstance(annotations, dict) and annotations:
+        descriptor["annotations"] = annotations
+    return descriptor
+
+
 def _wildcard(pattern: str) -> re.Pattern[str]:
     # Exclusion filters are ECR wildcards (only `*` is special), not regular expressions.
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
@@ -699,6 +719,19 @@ class EmbeddedECRBackend(ECRBackend):
         with self._lock:
             return super().list_images(repository_name, registry_id, tag_status)
 
+    def list_image_referrers(
+        self, repository_name: str, registry_id: str | None, digest: str
+    ) -> list[dict[str, Any]]:
+        """The descriptors of the images whose `subject` is `digest`: ListImageReferrers and the
+        `/v2` referrers API both answer from here."""
+        with self._lock:
+            repo = self._get_repository(repository_name, registry_id)
+            return [
+                referrer_descriptor(image)
+                for image in repo.images
+                if getattr(image, "subject_manifest_digest", None) == digest
+            ]
+
     def delete_repository(
         self, repository_name: str, registry_id: str | None = None, force: bool = False
     ) -> Repository:
@@ -998,6 +1031,33 @@ def _list_images(self: ECRResponse) -> ActionResult:
     return ActionResult({"imageIds": page, "nextToken": token})
 
 
+# ListImageReferrers' page: 20 unless maxResults says (botocore checks its 1..50).
+REFERRERS_PAGE = 20
+
+
+def _list_image_referrers(self: ECRResponse) -> ActionResult:
+    subject = self._get_param("subjectId") or {}
+    digest = subject.get("imageDigest") or ""
+    if not _IMAGE_DIGEST_RE.match(digest):
+        raise InvalidParameterException("Invalid parameter at 'subjectId': invalid image digest")
+    image_filter = self._get_param("filter") or {}
+    found = _backend(self).list_image_referrers(
+        self._get_param("repositoryName"), self._get_param("registryId"), digest
+    )
+    kinds = image_filter.get("artifactTypes")
+    if kinds:
+        found = [d for d in found if d.get("artifactType") in kinds]
+    # Every image here is ACTIVE (no archive storage class locally); ACTIVE is the default.
+    if image_filter.get("artifactStatus", "ACTIVE") not in ("ACTIVE", "ANY"):
+        found = []
+    page, token = paginate(
+        [{**d, "artifactStatus": "ACTIVE"} for d in found],
+        self._get_param("maxResults") or REFERRERS_PAGE,
+        self._get_param("nextToken"),
+    )
+    return ActionResult({"referrers": page, "nextToken": token})
+
+
 def _describe_repositories(self: ECRResponse) -> ActionResult:
     """Pages as ECR's do (moto returned every repository and ignored maxResults): the sweep walks
     the registry a page per invocation."""
@@ -1032,6 +1092,7 @@ _RESPONSE_HANDLERS = {
     "batch_get_image": _batch_get_image,
     "describe_images": _describe_images,
     "list_images": _list_images,
+    "list_image_referrers": _list_image_referrers,
     "describe_repositories": _describe_repositories,
     "get_download_url_for_layer": _get_download_url_for_layer,
     **GOVERNANCE_HANDLERS,  # repository settings (steward_tools/local/governance.py)

@@ -26,6 +26,9 @@ from moto.sts.models import sts_backends
 
 from . import iam_policy
 
+# Operations IAM authorizes under another action's name (the service authorization reference).
+IAM_ACTION_OF_OPERATION = {"ListImageReferrers": "ecr:BatchGetImage"}
+
 
 class AccessDenied(JsonRESTError):
     code = 400
@@ -71,7 +74,8 @@ def authorize(response: ECRResponse) -> None:
     session = assumed_session(response.get_access_key())
     if session is None or not session.policy:
         return
-    action = f"ecr:{response._get_action()}"
+    operation = response._get_action()
+    action = IAM_ACTION_OF_OPERATION.get(operation, f"ecr:{operation}")
     policy = json.loads(session.policy)
     for resource in resources(response, action):
         try:

@@ -5,11 +5,15 @@ the control API when `/v2` cannot be reached."""
 
 from __future__ import annotations
 
+from collections import Counter
+from urllib.parse import urlsplit
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 import chalicelib.registry_client.copyblob as copyblob
+from chalicelib.ecr.distribution import registry_client
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.aws import reset as reset_clients
 from chalicelib.kernel.settings import get_settings
@@ -19,7 +23,7 @@ from chalicelib.replication.copy import DigestMismatch, copy_image
 from chalicelib.replication.jobs import CopyJob, jobs_for
 from steward_tools.samples import BuiltImage, build_image
 from tests.conftest import ACCOUNT, REGION
-from tests.imagefactory import push_built
+from tests.imagefactory import push_built, push_signed_index_among
 
 MiB = 1024 * 1024
 
@@ -31,9 +35,15 @@ def _fresh_clients(aws):
     reset_clients()
 
 
-def job_for(repository: str, digest: str, tags: list[str], destination: str) -> CopyJob:
+def job_for(
+    repository: str, digest: str, tags: list[str], destination: str, region: str | None = None
+) -> CopyJob:
     rule = ReplicationRule.model_validate(
-        {"name": "r", "repositories": ["team/*"], "destinations": [{"repository": destination}]}
+        {
+            "name": "r",
+            "repositories": ["team/*"],
+            "destinations": [{"repository": destination, "region": region}],
+        }
     )
     [job] = jobs_for(
         rule,
@@ -67,6 +77,36 @@ def test_replication_copies_over_v2_without_control_api_uploads(registry) -> Non
     assert made["upload_layer_part"] == 0 and made["put_image"] == 0
     again = copy_image(job, source=registry, destination=registry)
     assert (again.status, again.bytes_moved, again.manifests_put) == ("unchanged", 0, 0)
+
+
+def test_v2_copy_reads_the_image_not_its_repository(registry, monkeypatch) -> None:
+    sent: list[tuple[RegistryClient, str, str]] = []
+    real = RegistryClient.request
+
+    def request(self, method, url, **kwargs):
+        sent.append((self, method, urlsplit(url).path))
+        return real(self, method, url, **kwargs)
+
+    monkeypatch.setattr(RegistryClient, "request", request)
+
+    def copy_from(repository: str, others: int) -> Counter[tuple[str, str]]:
+        digest, belongs = push_signed_index_among(registry, repository, others)
+        source, destination = Registry(region=REGION), Registry(region="eu-west-1")
+        job = job_for(repository, digest, ["3.0.0"], "{repository}", region="eu-west-1")
+        sent.clear()
+
+        result = copy_image(job, source=source, destination=destination)
+
+        assert result.protocol == "v2"
+        assert {i.digest for i in destination.iter_images(repository)} == belongs
+        reads = registry_client(source)
+        return Counter((m, p.replace(repository, "<repository>")) for c, m, p in sent if c is reads)
+
+    alone = copy_from("team/alone", 0)
+    crowded = copy_from("team/crowded", 40)
+
+    assert crowded == alone  # the same requests whatever else the repository holds
+    assert not [path for _, path in crowded if path.endswith("/tags/list")]
 
 
 def test_blobs_are_mounted_inside_one_registry_when_it_allows(registry) -> None:

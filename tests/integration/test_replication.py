@@ -4,6 +4,8 @@ and throttling survived."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -24,7 +26,7 @@ from steward_tools.samples import (
     build_signature,
 )
 from tests.conftest import ACCOUNT, REGION
-from tests.imagefactory import push_built
+from tests.imagefactory import push_built, push_signed_index_among
 
 MiB = 1024 * 1024
 OTHER_ACCOUNT = "210987654321"
@@ -129,6 +131,27 @@ def test_index_with_children_cosign_signature_and_referrer_to_another_region(reg
     sig_tag = cosign_tag(index.digest)
     assert other.describe_image("team/multi", tag=sig_tag).digest == signature.digest
     assert other.describe_image("team/multi", digest=sbom.digest).subject_digest == index.digest
+
+
+def test_control_api_copy_reads_the_image_not_its_repository(registry) -> None:
+    def copy_from(repository: str, others: int) -> Counter[str]:
+        digest, belongs = push_signed_index_among(registry, repository, others)
+        source = Registry(region=REGION)  # its own count of calls
+        destination = Registry(region=OTHER_REGION)
+        r = rule(repositories=["team/*"], destinations=[{"region": OTHER_REGION}])
+        job = one_job(r, repository, digest, ["3.0.0"])
+
+        copy_image(job, source=source, destination=destination, protocol="api")
+
+        copied = {i.digest for i in destination.iter_images(repository)}
+        assert copied == belongs  # the index, its children, signature and SBOM, no other
+        return source.calls
+
+    alone = copy_from("team/alone", 0)
+    crowded = copy_from("team/crowded", 40)
+
+    assert crowded == alone  # the same calls whatever else the repository holds
+    assert crowded["describe_images"] == crowded["list_images"] == 0
 
 
 def test_copy_to_another_account_through_an_assumed_role(registry) -> None:

@@ -5,7 +5,6 @@ authorized as ecr:BatchGetImage)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from chalicelib.oci.manifests import OCI_INDEX
 
@@ -15,25 +14,6 @@ from .http import Response
 GET_IMAGE = "ecr:BatchGetImage"
 
 
-def _descriptor(image: Any) -> dict[str, Any]:
-    manifest = image.image_manifest
-    descriptor: dict[str, Any] = {
-        "mediaType": image.image_manifest_media_type,
-        "digest": image.get_image_digest(),
-        "size": len(manifest.encode("utf-8")),
-    }
-    if image.artifact_media_type:
-        # The manifest's artifactType, else its config's media type (the spec's rule).
-        descriptor["artifactType"] = image.artifact_media_type
-    try:
-        annotations = json.loads(manifest).get("annotations")
-    except (ValueError, AttributeError):
-        annotations = None
-    if isinstance(annotations, dict) and annotations:
-        descriptor["annotations"] = annotations
-    return descriptor
-
-
 def list_referrers(call: Call, digest: str) -> Response:
     call.allow(GET_IMAGE)
     check_digest(digest)
@@ -41,14 +21,8 @@ def list_referrers(call: Call, digest: str) -> Response:
     if artifact_type:
         # A media type has no spaces: a bare "+" (form-decoded to a space) meant "+".
         artifact_type = artifact_type.replace(" ", "+")
-    backend = call.backend()
-    with backend._lock:
-        repo = call.repository()
-        found = [
-            _descriptor(image)
-            for image in repo.images
-            if getattr(image, "subject_manifest_digest", None) == digest
-        ]
+    repo = call.repository()
+    found = call.backend().list_image_referrers(repo.name, repo.registry_id, digest)
     headers: list[tuple[str, str]] = []
     if artifact_type:
         found = [d for d in found if d.get("artifactType") == artifact_type]

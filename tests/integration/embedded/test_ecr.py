@@ -326,6 +326,45 @@ def test_referrer_records_subject_and_artifact_type(ecr: Any, images: Images, re
     assert "subjectManifestDigest" not in detail_of(ecr, repo, subject.digest)
 
 
+def test_list_image_referrers_pages_and_filters(ecr: Any, images: Images, repo: str) -> None:
+    subject = images.push(repo, "v1")
+    empty = b"{}"
+    images.upload(repo, empty)
+    digests = {}
+    for kind, payload in [("application/spdx+json", b"[1]"), ("application/vnd.dev.sig", b"[2]")]:
+        images.upload(repo, payload)
+        referrer = images.image_manifest(
+            empty,
+            [payload],
+            config_media_type="application/vnd.oci.empty.v1+json",
+            layer_media_type=kind,
+            artifactType=kind,
+            subject={"mediaType": OCI_MANIFEST, "digest": subject.digest, "size": 1},
+        )
+        images.put(repo, referrer)
+        digests[kind] = sha256(referrer)
+
+    first = ecr.list_image_referrers(
+        repositoryName=repo, subjectId={"imageDigest": subject.digest}, maxResults=1
+    )
+    rest = ecr.list_image_referrers(
+        repositoryName=repo,
+        subjectId={"imageDigest": subject.digest},
+        nextToken=first["nextToken"],
+    )
+    listed = first["referrers"] + rest["referrers"]
+    assert {r["digest"]: r["artifactType"] for r in listed} == {d: k for k, d in digests.items()}
+    assert {r["artifactStatus"] for r in listed} == {"ACTIVE"} and "nextToken" not in rest
+    sboms = ecr.list_image_referrers(
+        repositoryName=repo,
+        subjectId={"imageDigest": subject.digest},
+        filter={"artifactTypes": ["application/spdx+json"]},
+    )["referrers"]
+    assert [r["digest"] for r in sboms] == [digests["application/spdx+json"]]
+    none = ecr.list_image_referrers(repositoryName=repo, subjectId={"imageDigest": sha256(b"x")})
+    assert none["referrers"] == []
+
+
 # -- batch-get-image -------------------------------------------------------------------------
 
 
