@@ -42,7 +42,7 @@ from chalicelib.oci.manifests import (
     Manifest,
     digest_of,
 )
-from steward_tools.push import blob_path
+from steward_tools.image_source.oci_layout import blob_path
 
 COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

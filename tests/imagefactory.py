@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chalicelib.ecr.gateway import Registry
 from chalicelib.oci.referrers import cosign_tag
-from steward_tools.push import LocalImage
+from steward_tools.image_source.local_image import LocalImage
 from steward_tools.samples import (
     Built,
     blob_file,

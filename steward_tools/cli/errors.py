@@ -30,7 +30,7 @@ from chalicelib.kernel.errors import describe as describe_validation
 from chalicelib.kernel.observability import logs_to_stderr
 from chalicelib.kernel.settings import SettingsError
 from chalicelib.policy import PolicyError
-from steward_tools.push import ImageSourceError
+from steward_tools.image_source.errors import ImageSourceError
 
 # A local service answers a TCP connect in microseconds; a second is plenty even on a busy box,
 # and far below botocore's connect timeout (60 s) times its retries.

@@ -8,7 +8,7 @@
   put-image-scanning-configuration or create-repository set. ECR reports the repository's
   setting, with `scanFrequency` SCAN_ON_PUSH when it is on (basic scanning).
 
-`RESPONSE_HANDLERS` is merged into steward_tools/local/ecr.py's handler table.
+`RESPONSE_HANDLERS` is merged into steward_tools/local/ecr_responses.py's handler table.
 """
 
 from __future__ import annotations

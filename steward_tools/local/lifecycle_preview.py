@@ -8,7 +8,7 @@
 - put-lifecycle-policy: moto's validator predates the archive storage class and refuses
   `storageClass`, `transition` and `targetStorageClass`; this one applies ECR's current rules.
 
-`RESPONSE_HANDLERS` is merged into steward_tools/local/ecr.py's handler table.
+`RESPONSE_HANDLERS` is merged into steward_tools/local/ecr_responses.py's handler table.
 """
 
 from __future__ import annotations

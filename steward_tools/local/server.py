@@ -39,7 +39,7 @@ from chalicelib.kernel.settings import (
     DEFAULT_IDEMPOTENCY_TABLE,
 )
 
-from . import ecr
+from . import ecr_layers, ecr_responses
 from .blobs import BlobStore, iter_file
 from .jobs import bootstrap_replication
 from .registry import RegistryMiddleware
@@ -64,7 +64,7 @@ class BlobDownloadMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path.startswith(ecr.BLOB_URL_PREFIX):
+        if path.startswith(ecr_layers.BLOB_URL_PREFIX):
             return self._serve_blob(environ, start_response)
         result = self.app(environ, start_response)
         if path == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST" and self.on_reset:
@@ -85,7 +85,7 @@ class BlobDownloadMiddleware:
         if method not in ("GET", "HEAD"):
             return self._plain(start_response, "405 Method Not Allowed", "Method Not Allowed")
         # PATH_INFO is already percent-decoded by the server.
-        parts = environ.get("PATH_INFO", "")[len(ecr.BLOB_URL_PREFIX) :].split("/")
+        parts = environ.get("PATH_INFO", "")[len(ecr_layers.BLOB_URL_PREFIX) :].split("/")
         if len(parts) < 4:
             return self._plain(start_response, "404 Not Found", "Not Found")
         account, region, digest = parts[0], parts[1], unquote(parts[-1])
@@ -96,15 +96,17 @@ class BlobDownloadMiddleware:
             signature = query["signature"][0]
         except (KeyError, IndexError, ValueError):
             return self._plain(start_response, "403 Forbidden", "Missing or malformed signature")
-        if not ecr.url_signer().verify(account, region, repository, digest, expires, signature):
+        if not ecr_layers.url_signer().verify(
+            account, region, repository, digest, expires, signature
+        ):
             return self._plain(start_response, "403 Forbidden", "Signature does not match")
         if expires < time.time():
             return self._plain(start_response, "403 Forbidden", "Request has expired")
-        if not ecr.serves_layer(account, region, repository, digest):
+        if not ecr_layers.serves_layer(account, region, repository, digest):
             # The repository was deleted since the URL was issued.
             return self._plain(start_response, "404 Not Found", "The specified key does not exist.")
 
-        store = ecr.blob_store()
+        store = ecr_layers.blob_store()
         try:
             handle = store.open_blob(account, region, digest)
         except (OSError, ValueError):
@@ -285,7 +287,7 @@ class EmbeddedAWS:
             self.data_dir = Path(tempfile.mkdtemp(prefix="steward-aws-"))
             self._owns_data_dir = True
         self._blobs = BlobStore(self.data_dir / "blobs")
-        ecr.install()
+        ecr_responses.install()
         registry = RegistryMiddleware(
             DomainDispatcherApplication(create_backend_app),
             account=DEFAULT_ACCOUNT,
@@ -302,7 +304,9 @@ class EmbeddedAWS:
             request_handler=_request_handler(self.verbose),
         )
         # The download URLs must name the address we actually listen on (port 0 picks one).
-        ecr.configure(blobs=self._blobs, base_url=self.endpoint_url, on_region=self.on_region)
+        ecr_layers.configure(
+            blobs=self._blobs, base_url=self.endpoint_url, on_region=self.on_region
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="embedded-aws", daemon=True
         )
@@ -320,7 +324,7 @@ class EmbeddedAWS:
         with EmbeddedAWS._class_lock:
             if EmbeddedAWS._running is self:
                 EmbeddedAWS._running = None
-                ecr.unconfigure()
+                ecr_layers.unconfigure()
         self._cleanup_data_dir()
 
     def _cleanup_data_dir(self) -> None:
@@ -339,7 +343,7 @@ class EmbeddedAWS:
         if self._blobs is not None:
             self._blobs.clear()
         # Reset drops the backends; the next ones must still be ours.
-        ecr.install()
+        ecr_responses.install()
 
     def __enter__(self) -> EmbeddedAWS:
         return self.start()

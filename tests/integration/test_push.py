@@ -14,13 +14,9 @@ from chalicelib.oci.manifests import (
     OCI_INDEX,
     digest_of,
 )
-from steward_tools.push import (
-    AmbiguousImage,
-    CorruptBlob,
-    ImageSourceError,
-    load_image,
-    push_image,
-)
+from steward_tools.image_source import load_image
+from steward_tools.image_source.errors import AmbiguousImage, CorruptBlob, ImageSourceError
+from steward_tools.push import push_image
 from steward_tools.samples import (
     Layer,
     build_image,

@@ -19,12 +19,8 @@ from chalicelib.oci.manifests import (
     OCI_MANIFEST,
     digest_of,
 )
-from steward_tools.push import (
-    AmbiguousImage,
-    CorruptBlob,
-    ImageSourceError,
-    load_image,
-)
+from steward_tools.image_source import load_image
+from steward_tools.image_source.errors import AmbiguousImage, CorruptBlob, ImageSourceError
 from steward_tools.samples import (
     BuiltImage,
     build_image,

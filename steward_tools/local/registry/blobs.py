@@ -8,13 +8,8 @@ from urllib.parse import quote, urlsplit
 
 from moto.ecr.exceptions import RepositoryNotFoundException
 
-from ..ecr import (
-    BLOB_URL_PREFIX,
-    DOWNLOAD_URL_TTL_SECONDS,
-    LayerInaccessibleException,
-    LayersNotFoundException,
-    url_signer,
-)
+from ..ecr_errors import LayerInaccessibleException, LayersNotFoundException
+from ..ecr_layers import BLOB_URL_PREFIX, DOWNLOAD_URL_TTL_SECONDS, url_signer
 from .context import Call, check_digest
 from .errors import blob_unknown, name_unknown, unsupported
 from .http import Response

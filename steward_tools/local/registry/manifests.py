@@ -21,15 +21,14 @@ from chalicelib.oci.manifests import (
     OCI_MANIFEST,
 )
 
-from ..ecr import (
-    DOCKER_MANIFEST_V1,
-    DOCKER_MANIFEST_V1_SIGNED,
+from ..ecr_errors import (
     ImageDigestDoesNotMatchException,
     ImageTagAlreadyExistsException,
     LayersNotFoundException,
     ReferencedImagesNotFoundException,
-    _same_media_type,
 )
+from ..ecr_images import same_media_type
+from ..validation import DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED
 from .context import SHA256_RE, Call, check_digest
 from .errors import (
     DENIED,
@@ -114,7 +113,7 @@ def head_manifest(call: Call, reference: str) -> Response:
             raise manifest_unknown(reference)
         accepted = _accepted(call.request)
         media_type = str(image.image_manifest_media_type)
-        if accepted and not _same_media_type(media_type, accepted):
+        if accepted and not same_media_type(media_type, accepted):
             raise manifest_unknown(reference)
         # HEAD is how clients check for a manifest; only a GET is a pull ECR records.
         return _manifest_response(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..account_settings import settings_of
-from ..ecr import MIN_PART_BYTES, blob_store
+from ..ecr_layers import MIN_PART_BYTES, blob_store
 from .blobs import PULL_DOWNLOAD
 from .context import Call, check_digest
 from .errors import (

@@ -16,7 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.ecr.models import ecr_backends
 
-from steward_tools.local import ecr as embedded
+from steward_tools.local import ecr_layers, ecr_responses
+from steward_tools.local.ecr import EmbeddedECRBackend
+from steward_tools.local.events import emit_event
 from steward_tools.local.server import EmbeddedAWS, bootstrap
 from tests.aws_helpers import error_code
 from tests.paths import EVENTS
@@ -68,11 +70,11 @@ def detail_of(ecr: Any, repository: str, digest: str) -> dict[str, Any]:
 
 
 def test_install_is_idempotent(aws: Any) -> None:
-    embedded.install()
-    embedded.install()
+    ecr_responses.install()
+    ecr_responses.install()
 
-    assert embedded.is_installed()
-    assert isinstance(ecr_backends["123456789012"]["us-east-1"], embedded.EmbeddedECRBackend)
+    assert ecr_responses.is_installed()
+    assert isinstance(ecr_backends["123456789012"]["us-east-1"], EmbeddedECRBackend)
 
 
 # -- put-image -------------------------------------------------------------------------------
@@ -549,7 +551,7 @@ def test_download_url_refuses_bad_or_expired_signatures(
     )
     assert http_get(base)[0] == 403
     past = int(time.time()) - 10
-    signature = embedded.url_signer().signature("123456789012", "us-east-1", repo, digest, past)
+    signature = ecr_layers.url_signer().signature("123456789012", "us-east-1", repo, digest, past)
     assert http_get(f"{base}?expires={past}&signature={signature}")[0] == 403
 
 
@@ -791,7 +793,7 @@ def test_delete_events_one_per_deleted_image_id(
 
 def test_emit_event_reaches_rules_for_other_sources(aws: Any, queued_events: Any) -> None:
     detail = {"scan-status": "INITIAL_SCAN_COMPLETE", "repository-name": "arn:x"}
-    event_id = embedded.emit_event(
+    event_id = emit_event(
         "123456789012", "us-east-1", "aws.inspector2", "Inspector2 Scan", detail, ["arn:x"]
     )
     [event] = queued_events()
@@ -814,7 +816,7 @@ def test_reset_clears_every_service_and_the_blobs(aws: Any, ecr: Any, images: Im
     assert ecr.describe_repositories()["repositories"] == []
     assert aws.client("sqs").list_queues().get("QueueUrls", []) == []
     assert http_get(url)[0] == 404
-    assert embedded.is_installed()
+    assert ecr_responses.is_installed()
     # Still the embedded backend after the reset.
     ecr.create_repository(repositoryName=REPO)
     assert images.push(REPO, "v1").digest
