@@ -1,6 +1,6 @@
 """Pacing shared by every function (`chalicelib.kernel.pacing`), against the embedded DynamoDB:
 processes claiming from one bucket stay within the quota together; DynamoDB failing leaves calls
-paced locally, counted."""
+paced locally, counted; ECR's throttling is counted per operation."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from typing import Any
 import boto3
 import pytest
 
+import app
+from chalicelib.kernel import aws as kernel_aws
 from chalicelib.kernel.observability import flush_metrics
-from chalicelib.kernel.pacing import FALLBACK_SECONDS, Pacer
+from chalicelib.kernel.pacing import FALLBACK_SECONDS, Pacer, pacer_for
 from chalicelib.kernel.ratelimit import ECR_TPS, RateLimiter
 from chalicelib.kernel.settings import DEFAULT_PACING_TABLE
+from steward_tools.local.runner import LocalLambdaContext
+from steward_tools.samples import build_image
 from tests.conftest import ACCOUNT, REGION
 from tests.faults import fast_backoff, injected
+from tests.imagefactory import push_built
+from tests.integration.test_reliability import push_event
 
 START = 1_800_000_000.0  # epoch seconds: the table's clock is the wall clock
 
@@ -167,3 +173,51 @@ def test_transient_dynamodb_errors_are_retried_then_paced_locally(aws, capsys) -
     # botocore's standard retries, as every AWS call: 5 attempts, then the local bucket.
     assert faults.injected["dynamodb:server"] == 5
     assert emitted(capsys, "EcrPacingFallback") == {"PutImage": 1}
+
+
+TAGGING_POLICY = """
+tagging:
+  - repositories: ["team/*"]
+    semver_aliases: true
+    latest: true
+"""
+
+
+def test_ecr_throttling_is_counted_per_operation_and_the_push_still_lands(
+    aws, registry, policy_file, capsys
+) -> None:
+    policy_file(TAGGING_POLICY)
+    registry.create_repository("team/app")
+    image = build_image(layer_sizes=[64], seed=7)
+    push_built(registry, image, "team/app", tag="1.2.3")
+    boto3.client("sqs").purge_queue(QueueUrl=aws.resources.events_queue_url)
+    capsys.readouterr()
+    event = push_event("team/app", image.manifest.digest, "1.2.3", "throttled-push-1")
+    throttling = injected({"ecr": {"throttle": 1.0}}, operations={"PutImage"}, limit=3)
+    with fast_backoff(), throttling as faults:
+        result = app.on_ecr_event(event, LocalLambdaContext())  # flushes its metrics
+    assert faults.injected["ecr:throttle"] == 3
+    assert {"1.2", "1", "latest"} <= set(registry.describe_image("team/app", tag="1.2.3").tags)
+    assert result
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "EcrThrottled" in x]
+    assert [(x["Operation"], x["EcrThrottled"]) for x in lines] == [("PutImage", [3.0])]
+    dimensions = lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert ["service"] in dimensions  # what the alarm watches: every operation together
+
+
+def test_the_functions_gateway_claims_from_the_shared_table(aws, registry, policy_file) -> None:
+    policy_file(TAGGING_POLICY)
+    registry.create_repository("team/app")
+    image = build_image(layer_sizes=[64], seed=8)
+    push_built(registry, image, "team/app", tag="2.0.0")
+    app.on_ecr_event(
+        push_event("team/app", image.manifest.digest, "2.0.0", "shared-push-1"),
+        LocalLambdaContext(),
+    )
+    table = boto3.client("dynamodb").scan(TableName=DEFAULT_PACING_TABLE)["Items"]
+    assert {item["id"]["S"] for item in table} >= {
+        f"{ACCOUNT}|{REGION}|put_image",
+        f"{ACCOUNT}|{REGION}|batch_get_image",
+    }
+    assert pacer_for(ACCOUNT, REGION) is pacer_for(ACCOUNT, REGION)
+    kernel_aws.reset()  # a reset (new endpoint, new region) forgets the process's pacers

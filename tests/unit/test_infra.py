@@ -237,3 +237,14 @@ def test_the_template_check_holds_every_role_to_the_record(tmp_path: Path) -> No
         "credential in the suite used it",
         f"{template}: role Stray is checked by nothing in infra/iam.py",
     ]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_pacing_table_is_the_one_the_functions_are_named_and_granted(stage: str) -> None:
+    resources = json.loads(Path("infra/resources.json").read_text())["Resources"]
+    table = resources["PacingTable"]["Properties"]
+    name = table["TableName"]["Fn::Sub"].replace("${Stage}", stage)
+    config = json.loads(Path(".chalice/config.json").read_text())["stages"][stage]
+    assert config["environment_variables"]["STEWARD_PACING_TABLE"] == name
+    assert iam.catalogue(stage)["PaceEcrCalls"]["Resource"].endswith(f":table/{name}")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
