@@ -142,7 +142,7 @@ class SharedBucket:
             self._left = 0  # due too long ago: spent now, it would crowd a later moment
             self._batch = max(1, self._batch // 2)
         if not self._left:
-            start = self._claim(self._batch, now)
+            start = self._claim(self._batch)
             self._claimed_at = self._clock()
             self._in_debt = start + 1 / self.rate > now
             self._left = self._batch
@@ -154,17 +154,21 @@ class SharedBucket:
             self._batch = min(self._cap, self._batch * 2)
         return due
 
-    def _claim(self, tokens: int, now: float) -> float:
+    def _claim(self, tokens: int) -> float:
         """Claim `tokens` from the table; returns the moment after which they fall due."""
-        span = tokens / self.rate
-        floor = now - self.burst / self.rate
-        values = {":floor": _number(floor), ":ttl": {"N": str(int(now) + ITEM_TTL_SECONDS)}}
-        # The form to try first: the bucket is still in debt, or was within a burst of it, as
-        # this process last saw it; a new process (as load rises) guesses busy. A wrong guess
-        # costs a second write.
-        busy = self._tat is None or self._in_debt or self._tat >= floor
         with aws_errors("dynamodb", "update_item"):
             client = self._client()
+            # The moment the write stands for is taken once the client exists (building one
+            # takes tens of milliseconds): a full bucket's tokens are granted as of this moment,
+            # and every bit it lags behind the write landing is quota granted twice.
+            now = self._clock()
+            span = tokens / self.rate
+            floor = now - self.burst / self.rate
+            values = {":floor": _number(floor), ":ttl": {"N": str(int(now) + ITEM_TTL_SECONDS)}}
+            # The form to try first: the bucket is still in debt, or was within a burst of it,
+            # as this process last saw it; a new process (as load rises) guesses busy. A wrong
+            # guess costs a second write.
+            busy = self._tat is None or self._in_debt or self._tat >= floor
             for _ in range(3):
                 self.claims += 1
                 add_per_operation(CLAIMS_METRIC, self.operation)

@@ -104,6 +104,39 @@ def test_two_processes_sharing_a_bucket_never_exceed_the_quota_together(aws) -> 
     assert busiest(moments, 5.0) > 2 * rate * 5
 
 
+def test_a_claim_stands_for_the_moment_it_is_sent_not_when_it_was_asked_for(aws) -> None:
+    """A cold process builds its DynamoDB client first (tens of milliseconds on Lambda, here
+    half a second): the full bucket it finds is the bucket of the moment the write goes out,
+    or two processes would be granted that half second's refill on top of the burst."""
+    rate = ECR_TPS["put_image"]
+    processes = [Process(), Process()]
+
+    def slow_first_client(process: Process) -> Callable[[], Any]:
+        built: list[bool] = []
+
+        def client() -> Any:
+            if not built:
+                built.append(True)
+                process.sleep(0.5)
+            return kernel_aws.client("dynamodb")
+
+        return client
+
+    pacers = [
+        Pacer(
+            ACCOUNT,
+            REGION,
+            table=DEFAULT_PACING_TABLE,
+            client=slow_first_client(p),
+            clock=p.clock,
+            sleep=p.sleep,
+        )
+        for p in processes
+    ]
+    moments = run(processes, pacers, "put_image", calls_each=20)
+    assert busiest(moments, 1.0) <= rate + rate * 1.0
+
+
 def test_fast_operations_claim_in_batches_within_the_quota(aws) -> None:
     rate = ECR_TPS["upload_layer_part"]  # 500/s
     processes = [Process(), Process(), Process()]
