@@ -70,6 +70,10 @@ def _worker(
     get_settings.cache_clear()
     aws.reset(keep_session=True)  # the parent's clients share its sockets
     limiter: Any = RateLimiter() if mode == "per-process" else pacer_for(ACCOUNT, REGION)
+    # Warm, as a Lambda container after its first invocation: the DynamoDB client built and
+    # connected. A cold process's first claim lands late (on 2 shared cores, up to a second),
+    # and the full bucket it finds is the bucket of the moment it was sent.
+    aws.client("dynamodb").list_tables(Limit=1)
     moments: list[float] = []
     lock = threading.Lock()
 
