@@ -17,10 +17,13 @@ it is the right one, and `tat` never moves back, so at most three writes settle 
 A process spends its claimed tokens itself, each no earlier than it is due, and drops those it
 has not spent `HOLD` seconds after they fell due (or after the claim, for a full bucket's): spent
 later, they would crowd a later moment. Any window's calls thus stay within the bucket's bound
-(burst + rate * window) plus `HOLD` of the rate. Batches start at 1 token, double each time one
-was spent in full and halve when tokens were dropped, up to `CLAIM_WINDOW` of the rate: PutImage
-(10/s) always claims 1, UploadLayerPart (500/s) up to 25, BatchGetImage (2,000/s) up to 100. A
-function making one call claims one token; a copy making thousands pays a write per batch.
+(burst + rate * window), plus `HOLD` of the rate, plus the quota of the time a claim takes to
+land (a claim finds the bucket of the moment it was sent: milliseconds on DynamoDB).
+
+Batches start at 1 token, double each time one was spent in full and halve when tokens were
+dropped, up to `CLAIM_WINDOW` of the rate: PutImage (10/s) always claims 1, UploadLayerPart
+(500/s) up to 25, BatchGetImage (2,000/s) up to 100. A function making one call claims one
+token; a copy making thousands pays a write per batch.
 
 DynamoDB failing never stops an ECR call. A claim that still fails after botocore's retries (the
 client's standard mode, as every AWS call) paces that operation with a local bucket at
