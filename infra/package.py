@@ -14,8 +14,9 @@ Chalice packages whatever project directory it is given, so this assembles one u
    that function, out of the stage's `.chalice/policy-<stage>.json`.
 4. `chalice package --merge-template infra/resources.json`, then post-processing that stays
    true as functions are added: `ReportBatchItemFailures` on every SQS event source, errors and
-   throttles alarms on every function, a depth alarm on every dead-letter queue, and the `Stage`
-   parameter's default set to the stage.
+   throttles alarms on every function, a depth alarm on every dead-letter queue, alarms on ECR's
+   throttling of the service and on pacing without its table, and the `Stage` parameter's default
+   set to the stage.
 5. Precompiled bytecode in the zip (Lambda's file system is read-only, so Python cannot cache
    it there; see benchmarks/bench_tokens.py for the cold-import difference).
 
@@ -48,6 +49,8 @@ from importlib import metadata
 import boto3
 from packaging.requirements import Requirement
 
+from chalicelib.kernel.observability import NAMESPACE, SERVICE
+from chalicelib.kernel.pacing import FALLBACK_METRIC, THROTTLED_METRIC
 from chalicelib.policy import load_policy
 from infra import iam
 
@@ -219,6 +222,30 @@ def post_process(template: dict[str, Any], stage: str) -> dict[str, Any]:
                     statistic="Maximum",
                 ),
             )
+    service = [{"Name": "service", "Value": SERVICE}]
+    # Pacing keeps the service's own calls within ECR's quotas, so throttling that lasts means
+    # others share them (clients of the account, a stack in another region) or a quota is lower
+    # than its default: a few throttled calls are retried; sustained, they are an alarm.
+    resources.setdefault(
+        "EcrThrottlingAlarm",
+        _alarm(
+            "ECR throttled more than 10 calls in each of 3 periods of 5 minutes",
+            NAMESPACE,
+            THROTTLED_METRIC,
+            service,
+            threshold=10,
+            periods=3,
+        ),
+    )
+    resources.setdefault(
+        "EcrPacingFallbackAlarm",
+        _alarm(
+            "the pacing table cannot be reached: functions pace themselves at a share of the quota",
+            NAMESPACE,
+            FALLBACK_METRIC,
+            service,
+        ),
+    )
     return template
 
 
@@ -321,6 +348,9 @@ def _alarm(
     metric: str,
     dimensions: list[dict[str, Any]],
     statistic: str = "Sum",
+    *,
+    threshold: float = 0,
+    periods: int = 1,
 ) -> dict[str, Any]:
     return {
         "Type": "AWS::CloudWatch::Alarm",
@@ -331,8 +361,9 @@ def _alarm(
             "Dimensions": dimensions,
             "Statistic": statistic,
             "Period": 300,
-            "EvaluationPeriods": 1,
-            "Threshold": 0,
+            "EvaluationPeriods": periods,
+            "DatapointsToAlarm": periods,
+            "Threshold": threshold,
             "ComparisonOperator": "GreaterThanThreshold",
             "TreatMissingData": "notBreaching",
             "AlarmActions": [{"Ref": ALARM_TOPIC}],

@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,13 +157,11 @@ def run_pushers(
     # Forked: the workers start with the parent's imports and its loaded service models.
     for service in WARM_SERVICES:
         aws.session().client(service, region_name=REGION)
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
     environment = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "STEWARD_"))}
-    workers = [
-        context.Process(
-            target=_worker,
-            args=(
+    parts = in_processes(
+        _worker,
+        [
+            (
                 endpoint,
                 environment,
                 repository,
@@ -172,16 +170,12 @@ def run_pushers(
                 seed * 1000 + index,
                 attempts,
                 backoff,
-                results,
-            ),
-        )
-        for index in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
+            )
+            for index in range(processes)
+        ],
+    )
     merged = Outcome()
-    for _ in workers:
-        part: Outcome = results.get(timeout=600)
+    for part in parts:
         merged.statuses.update(part.statuses)
         merged.dead_letters += part.dead_letters
         merged.injected.update(part.injected)
@@ -189,9 +183,24 @@ def run_pushers(
         merged.push_seconds += part.push_seconds
         merged.invoke_seconds += part.invoke_seconds
         merged.crashes += part.crashes
+    return merged
+
+
+def in_processes(
+    target: Callable[..., None], arguments: list[tuple[Any, ...]], timeout: float = 600
+) -> list[Any]:
+    """`target(*args, results)` in a forked process for each `args`, at once; returns what each
+    put on `results`, in the order they finished. Forked, the processes start with the parent's
+    imports and the service models it loaded."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [context.Process(target=target, args=(*args, results)) for args in arguments]
+    for worker in workers:
+        worker.start()
+    parts = [results.get(timeout=timeout) for _ in workers]
     for worker in workers:
         worker.join(timeout=60)
-    return merged
+    return parts
 
 
 def tags_by_digest(registry: Registry, repository: str) -> dict[str, set[str]]:

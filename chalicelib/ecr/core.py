@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from botocore import xform_name
 from botocore.config import Config
 
 from chalicelib.ecr.errors import (
@@ -17,6 +18,8 @@ from chalicelib.ecr.errors import (
     _translate,
 )
 from chalicelib.kernel import aws
+from chalicelib.kernel.errors import THROTTLING_CODES
+from chalicelib.kernel.pacing import count_throttled
 
 BATCH_IMAGE_IDS = 100
 BATCH_LAYER_DIGESTS = 100
@@ -30,8 +33,6 @@ ARN_ADDRESSED_OPERATIONS = frozenset({"list_tags_for_resource", "tag_resource", 
 class GatewayCore:
     """ECR in one account and region. Clients are built lazily so importing costs nothing."""
 
-    """ECR in one account and region. Clients are built lazily so importing costs nothing."""
-
     def __init__(
         self,
         *,
@@ -42,7 +43,7 @@ class GatewayCore:
         max_attempts: int = 10,
         limiter: Callable[[str], None] | None = None,
     ) -> None:
-        # Replication: paces each call by operation (chalicelib.ratelimit) before it is sent.
+        # Paces each call by operation (`chalicelib.kernel.pacing`) before it is sent.
         self._limiter = limiter
         self._region = region
         self._registry_id = registry_id
@@ -78,7 +79,7 @@ class GatewayCore:
 
     def _build_client(self, mode: str, total_attempts: int) -> Any:
         session = self._session or aws.session()
-        return session.client(
+        client = session.client(
             "ecr",
             region_name=self._region,
             config=Config(
@@ -87,6 +88,8 @@ class GatewayCore:
                 max_pool_connections=32,
             ),
         )
+        client.meta.events.register("needs-retry.ecr", _count_throttling)
+        return client
 
     @property
     def region(self) -> str:
@@ -105,10 +108,13 @@ class GatewayCore:
     def _ids(self) -> dict[str, str]:
         return {"registryId": self._registry_id} if self._registry_id else {}
 
-    def _call(self, operation: str, *, _via: Any = None, **params: Any) -> dict[str, Any]:
+    def _pace(self, operation: str) -> None:
         self.calls[operation] += 1
         if self._limiter is not None:
             self._limiter(operation)
+
+    def _call(self, operation: str, *, _via: Any = None, **params: Any) -> dict[str, Any]:
+        self._pace(operation)
         try:
             # Tag operations name the repository by ARN and take no registryId.
             ids = {} if operation in ARN_ADDRESSED_OPERATIONS else self._ids()
@@ -142,6 +148,17 @@ class GatewayCore:
                     raise
                 time.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
+
+
+def _count_throttling(response: Any = None, operation: Any = None, **_: Any) -> None:
+    """botocore's `needs-retry` hook, called after every attempt, retried or not: each answer of
+    ECR's that is throttling counts, under the operation's API name. Returns None, which leaves
+    the retry decision to botocore."""
+    if response is None or operation is None:
+        return  # no answer (a connection error)
+    code = response[1].get("Error", {}).get("Code", "")
+    if code in THROTTLING_CODES:
+        count_throttled(xform_name(operation.name))
 
 
 def _exclusion_filters(patterns: list[str]) -> list[dict[str, str]]:

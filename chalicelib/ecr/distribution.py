@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel import aws
-from chalicelib.kernel.ratelimit import limiter_for
+from chalicelib.kernel.pacing import count_throttled, pacer_for
 from chalicelib.registry_client.transport import Endpoint, RegistryClient
 
 # Fetch a new password this long before the current one expires.
@@ -74,7 +74,7 @@ def registry_client(gateway: Registry) -> RegistryClient:
             credentials=login,
             label=f"ecr:{account}:{region}",
         )
-    client = RegistryClient(endpoint, pace=limiter_for(account, region))
+    client = RegistryClient(endpoint, pace=pacer_for(account, region), throttled=count_throttled)
     with _lock:
         _clients[gateway] = client
     return client

@@ -1,8 +1,9 @@
 """One ECR gateway per registry: (account, region), as an assumed role when one is named.
 
-Every gateway from here is paced by its registry's token buckets (`chalicelib.kernel.ratelimit`:
-ECR's published TPS per account and region), whichever capability uses it. A gateway acting as
-an assumed role is rebuilt well before the role's credentials expire.
+Every gateway from here is paced by its registry's token buckets (`chalicelib.kernel.pacing`:
+ECR's published TPS per account and region, shared by every function), whichever capability
+uses it. A gateway acting as an assumed role is rebuilt well before the role's credentials
+expire.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import boto3
 
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel import aws
-from chalicelib.kernel.ratelimit import limiter_for
+from chalicelib.kernel.pacing import pacer_for
 
 # Assumed-role credentials last an hour (ASSUMED_SESSION_SECONDS); rebuild at 45 minutes.
 ASSUMED_REUSE_SECONDS = 2700
@@ -42,7 +43,7 @@ def registry(account: str | None, region: str, role_arn: str | None = None) -> R
         region=region,
         registry_id=account or None,
         session=session,
-        limiter=limiter_for(account or "", region),
+        limiter=pacer_for(account or "", region),
     )
     with _lock:
         _registries[key] = (now, shared, gateway)

@@ -109,7 +109,7 @@ class RepositoryCalls(GatewayCore):
 
     def _own_registry_call(self, operation: str, **params: Any) -> dict[str, Any]:
         # These act on the caller's own registry and take no registryId.
-        self.calls[operation] += 1
+        self._pace(operation)
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**params)
         except Exception as error:

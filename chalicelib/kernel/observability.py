@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+    AmazonCloudWatchEMFProvider,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
@@ -85,6 +90,34 @@ def count(name: str, value: float = 1) -> None:
     metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+# Metrics per operation (ECR throttling, pacing): one EMF line per metric and operation at flush,
+# under the dimensions (service, Operation) and (service) alone, which an alarm watches.
+_per_operation: dict[tuple[str, str, str], float] = {}
+_per_operation_lock = threading.Lock()
+
+
+def add_per_operation(name: str, operation: str, value: float = 1, unit: str = "Count") -> None:
+    """Add to a metric kept per operation (`Operation` dimension), flushed with the others."""
+    with _per_operation_lock:
+        key = (name, operation, unit)
+        _per_operation[key] = _per_operation.get(key, 0.0) + value
+
+
+def _flush_per_operation() -> None:
+    with _per_operation_lock:
+        taken = sorted(_per_operation.items())
+        _per_operation.clear()
+    for (name, operation, unit), value in taken:
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE)
+        emf = AmazonCloudWatchEMFProvider(
+            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE), service=service
+        )
+        emf.add_metric(name=name, unit=unit, value=value)
+        emf.add_dimension(name="Operation", value=operation)
+        emf.add_dimensions(service=service)
+        print(json.dumps(emf.serialize_metric_set(), separators=(",", ":")), file=_log_stream())
+
+
 def flushes_metrics(entry_point: Callable[P, R]) -> Callable[P, R]:
     """For a function's entry point: the metrics it counted are written as one EMF line when it
     returns or raises (Powertools' `log_metrics`, without its cold-start metric)."""
@@ -101,6 +134,7 @@ def flushes_metrics(entry_point: Callable[P, R]) -> Callable[P, R]:
 
 def flush_metrics() -> None:
     """Write the buffered metrics as one EMF log line (no warning when there are none)."""
+    _flush_per_operation()
     m = metrics()
     if m.metric_set:
         # Powertools prints the EMF line to stdout.

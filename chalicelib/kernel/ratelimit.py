@@ -1,9 +1,10 @@
-"""Token buckets per ECR operation, at the TPS ECR documents (its "API rate quotas").
+"""Token buckets in one process, and the TPS ECR documents per operation (its "API rate quotas").
 
 ECR throttles per account and region with token buckets; a copy that makes thousands of
-upload-layer-part calls should spend its own budget evenly rather than find the limit by
-`ThrottlingException`. The buckets pace calls before they are sent; the gateway's adaptive retries
-still absorb whatever throttling other clients of the same account cause.
+upload-layer-part calls should spend its budget evenly rather than find the limit by
+`ThrottlingException`. The buckets ECR's calls wait on are shared by every function
+(`chalicelib.kernel.pacing`), which falls back to the local `TokenBucket` here; the gateway's
+adaptive retries still absorb whatever throttling other clients of the same account cause.
 """
 
 from __future__ import annotations
@@ -140,16 +141,3 @@ class KeyedBuckets:
 def retry_after(seconds: float) -> str:
     """A `Retry-After` header value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
-
-
-_LIMITERS: dict[tuple[str, str], RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def limiter_for(account: str, region: str) -> RateLimiter:
-    """The process's limiter for one registry: ECR's quotas are per account and region."""
-    with _LIMITERS_LOCK:
-        key = (account, region)
-        if key not in _LIMITERS:
-            _LIMITERS[key] = RateLimiter()
-        return _LIMITERS[key]

@@ -28,6 +28,7 @@ DEFAULT_GATE_TABLE = "steward-gate-decisions"
 DEFAULT_REPLICATION_QUEUE = "steward-replication-jobs"
 DEFAULT_REPLICATION_DLQ = "steward-replication-jobs-dlq"
 DEFAULT_REPLICATION_TABLE = "steward-replication-copies"
+DEFAULT_PACING_TABLE = "steward-pacing"
 
 # variable -> local default; a deployed stage must set every one of them.
 RESOURCE_VARIABLES = {
@@ -39,6 +40,7 @@ RESOURCE_VARIABLES = {
     "STEWARD_GATE_TABLE": DEFAULT_GATE_TABLE,
     "STEWARD_REPLICATION_QUEUE": DEFAULT_REPLICATION_QUEUE,
     "STEWARD_REPLICATION_TABLE": DEFAULT_REPLICATION_TABLE,
+    "STEWARD_PACING_TABLE": DEFAULT_PACING_TABLE,
 }
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -71,6 +73,11 @@ class Settings(BaseModel):
     gate_table: str
     replication_queue: str
     replication_table: str
+    # ECR's rate quotas, one token bucket per (account, region, operation) shared by every
+    # function (`chalicelib.kernel.pacing`).
+    pacing_table: str
+    # While that table cannot be reached, each process paces itself at this share of a quota.
+    pacing_fallback_share: float = 0.1
     # The role the token API assumes; default: ecr-steward-token-vending in the caller's account.
     token_role_arn: str | None
 
@@ -97,6 +104,15 @@ class Settings(BaseModel):
                 "STEWARD_IDEMPOTENCY_IN_PROGRESS must be a positive number of seconds, "
                 f"not {in_progress!r}"
             )
+        share = environ.get("STEWARD_PACING_FALLBACK_SHARE", "0.1")
+        try:
+            fallback_share = float(share)
+        except ValueError:
+            fallback_share = 0.0
+        if not 0 < fallback_share <= 1:
+            raise SettingsError(
+                f"STEWARD_PACING_FALLBACK_SHARE must be a fraction in (0, 1], not {share!r}"
+            )
         return cls(
             deployed=deployed,
             policy_path=policy,
@@ -112,6 +128,8 @@ class Settings(BaseModel):
             gate_table=names["STEWARD_GATE_TABLE"],
             replication_queue=names["STEWARD_REPLICATION_QUEUE"],
             replication_table=names["STEWARD_REPLICATION_TABLE"],
+            pacing_table=names["STEWARD_PACING_TABLE"],
+            pacing_fallback_share=fallback_share,
             token_role_arn=environ.get("STEWARD_TOKEN_ROLE_ARN") or None,
         )
 

@@ -81,11 +81,14 @@ class RegistryClient:
         attempts: int = 6,
         sleep: Any = time.sleep,
         pace: Callable[[str], None] | None = None,
+        throttled: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         # ECR: each /v2 request waits for a token of the API operation it stands for
-        # (`chalicelib.kernel.ratelimit`), so both paths share one registry's quotas.
+        # (`chalicelib.kernel.pacing`), so both paths share one registry's quotas, and each 429
+        # is reported under that operation.
         self._pace = pace
+        self._throttled = throttled
         self.attempts = attempts
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -248,6 +251,8 @@ class RegistryClient:
                 _discard(response)
                 self._learn(response)
                 continue
+            if response.status == 429 and self._throttled is not None and operation:
+                self._throttled(operation)
             if response.status in RETRIED_STATUSES and replayable and attempt < self.attempts - 1:
                 _discard(response)
                 self._sleep(retry_after(response.headers.get("Retry-After"), attempt))

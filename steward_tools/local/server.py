@@ -37,6 +37,7 @@ from chalicelib.kernel.settings import (
     DEFAULT_EVENTS_DLQ,
     DEFAULT_GATE_TABLE,
     DEFAULT_IDEMPOTENCY_TABLE,
+    DEFAULT_PACING_TABLE,
 )
 
 from . import ecr_layers, ecr_responses
@@ -528,6 +529,9 @@ def bootstrap(
         ttl_attribute="expires_at",
         indexes={DUE_INDEX: ("due_shard", "due_at")},
     )
+    # ECR's rate quotas, one bucket per (account, region, operation) for every function
+    # (`chalicelib.kernel.pacing`); buckets of registries no longer called expire by TTL.
+    ensure_table(dynamodb, DEFAULT_PACING_TABLE, ttl_attribute="expires_at")
     # Replication (steward_tools/local/jobs.py): the copy-job queue and the copies table.
 
     replication_queue_url = bootstrap_replication(sqs, dynamodb)

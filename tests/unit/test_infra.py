@@ -82,10 +82,32 @@ def test_alarms_on_every_function_and_dead_letter_queue() -> None:
         "ApiThrottlesAlarm",
         "SweepDeadLetterQueueDepthAlarm",
         "OnCopyJobDeadLetterQueueDepthAlarm",
+        "EcrThrottlingAlarm",
+        "EcrPacingFallbackAlarm",
     }
     depth = resources["SweepDeadLetterQueueDepthAlarm"]["Properties"]
     assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert depth["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_the_throttling_alarm_watches_the_metric_the_functions_emit() -> None:
+    """The gateway's EMF lines carry the `service` dimension alone besides `Operation`
+    (tests/integration/test_pacing.py); the alarm reads that series, in the namespace and
+    under the service name every stage's functions are configured with."""
+    resources = post_process(chalice_template(), "dev")["Resources"]
+    throttling = resources["EcrThrottlingAlarm"]["Properties"]
+    config = json.loads(Path(".chalice/config.json").read_text())["environment_variables"]
+    assert throttling["Namespace"] == config["POWERTOOLS_METRICS_NAMESPACE"]
+    assert throttling["MetricName"] == "EcrThrottled"
+    assert throttling["Dimensions"] == [
+        {"Name": "service", "Value": config["POWERTOOLS_SERVICE_NAME"]}
+    ]
+    # Sustained: a few throttled calls are retried and land.
+    assert throttling["Threshold"] > 0 and throttling["EvaluationPeriods"] > 1
+    assert throttling["DatapointsToAlarm"] == throttling["EvaluationPeriods"]
+    fallback = resources["EcrPacingFallbackAlarm"]["Properties"]
+    assert fallback["MetricName"] == "EcrPacingFallback" and fallback["Threshold"] == 0
+    assert fallback["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_every_function_of_the_app_has_its_own_policy() -> None:
@@ -237,3 +259,14 @@ def test_the_template_check_holds_every_role_to_the_record(tmp_path: Path) -> No
         "credential in the suite used it",
         f"{template}: role Stray is checked by nothing in infra/iam.py",
     ]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_pacing_table_is_the_one_the_functions_are_named_and_granted(stage: str) -> None:
+    resources = json.loads(Path("infra/resources.json").read_text())["Resources"]
+    table = resources["PacingTable"]["Properties"]
+    name = table["TableName"]["Fn::Sub"].replace("${Stage}", stage)
+    config = json.loads(Path(".chalice/config.json").read_text())["stages"][stage]
+    assert config["environment_variables"]["STEWARD_PACING_TABLE"] == name
+    assert iam.catalogue(stage)["PaceEcrCalls"]["Resource"].endswith(f":table/{name}")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

@@ -80,13 +80,23 @@ def fake() -> Iterator[tuple[Fake, str]]:
 def test_bearer_flow_backoff_and_paging(fake) -> None:
     state, url = fake
     slept: list[float] = []
-    client = RegistryClient(Endpoint(url=url, credentials=basic("u", "p")), sleep=slept.append)
+    paced: list[str] = []
+    throttled: list[str] = []
+    client = RegistryClient(
+        Endpoint(url=url, credentials=basic("u", "p")),
+        sleep=slept.append,
+        pace=paced.append,
+        throttled=throttled.append,
+    )
 
     assert list(iter_tags(client, "app")) == ["a", "b", "c"]
     assert list(iter_tags(client, "app")) == ["a", "b", "c"]
 
     assert state.tokens == 1  # one token for the scope, reused
     assert slept == [0.0]  # the 429's Retry-After
+    assert throttled == ["list_images"]  # reported under the API operation it stands for
+    # Every request sent waits for its token, the retried one again.
+    assert paced == ["list_images"] * (len(state.seen) - state.tokens)
 
 
 def test_authorization_stays_with_the_registry_on_redirect(fake) -> None:
