@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--backoff", type=float, default=0.1)
     args = parser.parse_args()
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # figures, not metric lines
     with tempfile.TemporaryDirectory() as scratch, EmbeddedAWS(port=0) as embedded:
         configure_environment(embedded.endpoint_url)
         policy = Path(scratch) / "policy.yaml"

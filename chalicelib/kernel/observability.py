@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import sys
@@ -115,7 +114,9 @@ def _flush_per_operation() -> None:
         emf.add_metric(name=name, unit=unit, value=value)
         emf.add_dimension(name="Operation", value=operation)
         emf.add_dimensions(service=service)
-        print(json.dumps(emf.serialize_metric_set(), separators=(",", ":")), file=_log_stream())
+        # Powertools prints the EMF line to stdout, unless POWERTOOLS_METRICS_DISABLED.
+        with contextlib.redirect_stdout(_log_stream()):
+            emf.flush_metrics()
 
 
 def flushes_metrics(entry_point: Callable[P, R]) -> Callable[P, R]:
