@@ -50,9 +50,14 @@ def _environment(endpoint: str) -> dict[str, str]:
 
 def serve() -> None:
     """The embedded AWS endpoint in its own process; prints its URL, runs until stdin closes."""
-    from steward_tools.local.server import EmbeddedAWS  # noqa: PLC0415 - server process only
+    import boto3  # noqa: PLC0415 - server process only
+
+    from steward_tools.local.server import EmbeddedAWS, bootstrap  # noqa: PLC0415
 
     with EmbeddedAWS(port=0) as aws:
+        # The tables `make run` makes, the pacing table among them: copies claim ECR's quotas.
+        os.environ.update(_environment(aws.endpoint_url))
+        bootstrap(boto3.session.Session(), account=ACCOUNT, region=REGION)
         print(aws.endpoint_url, flush=True)
         sys.stdin.read()
 

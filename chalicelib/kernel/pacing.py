@@ -169,9 +169,11 @@ class SharedBucket:
             floor = now - self.burst / self.rate
             values = {":floor": _number(floor), ":ttl": {"N": str(int(now) + ITEM_TTL_SECONDS)}}
             # The form to try first: the bucket is still in debt, or was within a burst of it,
-            # as this process last saw it; a new process (as load rises) guesses busy. A wrong
-            # guess costs a second write.
-            busy = self._tat is None or self._in_debt or self._tat >= floor
+            # as this process last saw it. A new process guesses idle: the idle form also
+            # creates a missing item, and most first claims (a warm container's first call of
+            # an operation, a job of a quiet registry) find the bucket full. A wrong guess
+            # costs a second write.
+            busy = self._tat is not None and (self._in_debt or self._tat >= floor)
             for _ in range(3):
                 self.claims += 1
                 add_per_operation(CLAIMS_METRIC, self.operation)
