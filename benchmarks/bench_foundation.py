@@ -25,7 +25,7 @@ import boto3
 
 import app
 from chalicelib.ecr.gateway import Registry
-from chalicelib.policy import current_policy
+from chalicelib.policy.document import current_policy
 from chalicelib.tagging.react import tag_pushed_image
 from steward_tools.local.runner import LocalLambdaContext
 from steward_tools.local.server import EmbeddedAWS, bootstrap

@@ -21,7 +21,7 @@ from chalicelib.ecr.gateway import Registry
 from chalicelib.governance.plan import plan_governance
 from chalicelib.governance.read import read_registry
 from chalicelib.governance.task import reconcile
-from chalicelib.policy import parse_policy
+from chalicelib.policy.document import parse_policy
 from steward_tools.local.server import EmbeddedAWS
 
 POLICY = """

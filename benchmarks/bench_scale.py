@@ -54,7 +54,7 @@ from chalicelib.gate import sweep as gate_sweep
 from chalicelib.kernel import jobqueue
 from chalicelib.kernel.ratelimit import ECR_TPS, TokenBucket
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import current_policy, parse_policy
+from chalicelib.policy.document import current_policy, parse_policy
 from chalicelib.policy.replication import ReplicationRule
 from chalicelib.replication import backfill
 from chalicelib.replication.jobs import CopyJob

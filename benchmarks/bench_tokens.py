@@ -42,7 +42,7 @@ from tests.localapi import local_api_url
 from tests.oidc import Issuer, policy_yaml
 
 FIRST_REQUEST = (
-    "import app; import chalicelib.tokens.http, chalicelib.policy, chalicelib.tokens.sts, "
+    "import app; import chalicelib.tokens.http, chalicelib.policy.document, chalicelib.tokens.sts, "
     "chalicelib.ecr.gateway, chalicelib.kernel.observability, jwt, boto3; "
     "chalicelib.kernel.observability.logger(); chalicelib.kernel.observability.metrics()"
 )

@@ -13,7 +13,7 @@ from typing import Any
 from chalicelib.gate.sweep import gate_status
 from chalicelib.kernel.errors import shown
 from chalicelib.kernel.observability import count, flushes_metrics, logger
-from chalicelib.policy import PolicyError, current_policy
+from chalicelib.policy.document import PolicyError, current_policy
 from chalicelib.policy.selection import matches_any
 from chalicelib.policy.tokens import Grant
 from chalicelib.tokens.api import Via, authenticate, error_response

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import __version__
-from chalicelib.policy import PolicyError, current_policy
+from chalicelib.policy.document import PolicyError, current_policy
 
 
 def health_report() -> tuple[int, dict[str, Any]]:

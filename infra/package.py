@@ -51,7 +51,7 @@ from packaging.requirements import Requirement
 
 from chalicelib.kernel.observability import NAMESPACE, SERVICE
 from chalicelib.kernel.pacing import FALLBACK_METRIC, THROTTLED_METRIC
-from chalicelib.policy import load_policy
+from chalicelib.policy.document import load_policy
 from infra import iam
 
 POLICY_IN_PACKAGE = "chalicelib/steward-policy.yaml"

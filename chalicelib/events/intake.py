@@ -42,7 +42,7 @@ from chalicelib.kernel.errors import AwsCallError, aws_errors, is_transient
 from chalicelib.kernel.jobqueue import queue_url
 from chalicelib.kernel.observability import count, flushes_metrics, logger
 from chalicelib.kernel.settings import Settings, SettingsError, get_settings
-from chalicelib.policy import PolicyError
+from chalicelib.policy.document import PolicyError
 from chalicelib.replication import react as replication_react
 from chalicelib.tagging import react as tagging_react
 

@@ -16,7 +16,7 @@ from chalicelib.gate.records import (
 )
 from chalicelib.oci.manifests import INDEX_MEDIA_TYPES
 from chalicelib.oci.referrers import is_cosign_tag
-from chalicelib.policy import current_policy, dry_run
+from chalicelib.policy.document import current_policy, dry_run
 from chalicelib.policy.gate import GatePolicy, GateRule, render_quarantine_tag
 from chalicelib.policy.selection import matches_any
 

@@ -11,7 +11,7 @@ from chalicelib.ecr.errors import ImageNotFound, RepositoryNotFound
 from chalicelib.gate.evaluate import Gate
 from chalicelib.gate.records import records
 from chalicelib.kernel.observability import flushes_metrics
-from chalicelib.policy import current_policy, dry_run
+from chalicelib.policy.document import current_policy, dry_run
 from chalicelib.policy.gate import GatePolicy
 
 # Scan pages (1 MB each) a run may read to mark records of another gate version due; the rest

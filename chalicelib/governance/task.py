@@ -13,7 +13,7 @@ from chalicelib.governance.read import read_registry, read_repository
 from chalicelib.kernel.clock import as_utc
 from chalicelib.kernel.observability import count, flushes_metrics, logger
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import Policy, current_policy, dry_run
+from chalicelib.policy.document import Policy, current_policy, dry_run
 from chalicelib.policy.governance import GovernancePolicy
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from chalicelib.kernel.observability import logger
 from chalicelib.kernel.settings import get_settings
 from chalicelib.mirror.plan import MirrorPlan, plan_mirror
 from chalicelib.mirror.upstream import read_upstream, upstream_client, upstream_url
-from chalicelib.policy import current_policy, dry_run
+from chalicelib.policy.document import current_policy, dry_run
 from chalicelib.policy.mirror import MirrorRule, schedule_seconds
 
 SCHEDULE_SECONDS = 3600  # the mirror_sync function's own rate

@@ -16,7 +16,7 @@ from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.aws import caller_account
 from chalicelib.kernel.jobqueue import chunks, waiting_messages
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import current_policy
+from chalicelib.policy.document import current_policy
 from chalicelib.policy.replication import ReplicationRule
 from chalicelib.replication.copy import CopyResult, copy_image
 from chalicelib.replication.jobs import CopyJob, enqueue, jobs_for

@@ -11,7 +11,7 @@ from chalicelib.ecr.errors import (
 from chalicelib.kernel.jobconsumer import process_jobs
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import current_policy, dry_run
+from chalicelib.policy.document import current_policy, dry_run
 from chalicelib.replication.copy import copy_from_upstream, copy_image, upstream_client
 from chalicelib.replication.delete_sync import sync_delete
 from chalicelib.replication.jobs import CopyJob

@@ -13,7 +13,7 @@ from chalicelib.ecr.gateway import Registry
 from chalicelib.events.models import GateDecisionEvent, ImageActionEvent
 from chalicelib.kernel.observability import count, logger
 from chalicelib.oci.referrers import cosign_subject
-from chalicelib.policy import current_policy, dry_run
+from chalicelib.policy.document import current_policy, dry_run
 from chalicelib.policy.replication import ReplicationRule, Trigger
 from chalicelib.replication.jobs import CopyJob, enqueue, jobs_for
 

@@ -11,8 +11,8 @@ from chalicelib.ecr.models import ImageDetail, RepositoryInfo
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import get_settings
 from chalicelib.oci.manifests import INDEX_MEDIA_TYPES, Manifest
-from chalicelib.policy import Policy, current_policy
-from chalicelib.policy import dry_run as policy_dry_run
+from chalicelib.policy.document import Policy, current_policy
+from chalicelib.policy.document import dry_run as policy_dry_run
 from chalicelib.policy.retention import RetentionSettings
 from chalicelib.retention import inuse
 from chalicelib.retention.apply import RetentionResult, apply_retention_plan

@@ -36,7 +36,7 @@ from chalicelib.kernel.jobconsumer import process_jobs
 from chalicelib.kernel.jobqueue import send_jobs
 from chalicelib.kernel.observability import count, flushes_metrics, logger
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import Policy, current_policy
+from chalicelib.policy.document import Policy, current_policy
 from chalicelib.retention.task import retain_repository
 from chalicelib.retention.task import sweep_scope as retention_scope
 from chalicelib.sweep.ledger import Lease, ledger

@@ -19,8 +19,8 @@ from chalicelib.gate.reconcile import reconcile_gate_tags
 from chalicelib.gate.records import records
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import Policy, current_policy
-from chalicelib.policy import dry_run as policy_dry_run
+from chalicelib.policy.document import Policy, current_policy
+from chalicelib.policy.document import dry_run as policy_dry_run
 from chalicelib.tagging.reconcile import reconcile_aliases
 from chalicelib.tagging.writers import AliasWriters
 

@@ -11,7 +11,7 @@ from chalicelib.ecr.models import ImageDetail, RepositoryInfo
 from chalicelib.events.models import ImageActionEvent
 from chalicelib.kernel.observability import count, logger
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import current_policy, dry_run
+from chalicelib.policy.document import current_policy, dry_run
 from chalicelib.policy.selection import rules_for
 from chalicelib.policy.tagging import TaggingRule
 from chalicelib.tagging.apply import TaggingResult, apply_tagging_plan

@@ -17,7 +17,7 @@ from chalicelib.ecr.errors import RegistryError, Throttled
 from chalicelib.kernel.errors import shown
 from chalicelib.kernel.observability import count, flush_metrics, logger, metrics
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import PolicyError, current_policy
+from chalicelib.policy.document import PolicyError, current_policy
 from chalicelib.tokens import sts
 from chalicelib.tokens.api import Via, authenticate, error_response
 from chalicelib.tokens.grants import BadRequest, decide, parse_request

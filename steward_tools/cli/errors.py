@@ -29,7 +29,7 @@ from chalicelib.ecr.errors import RegistryError
 from chalicelib.kernel.errors import describe as describe_validation
 from chalicelib.kernel.observability import logs_to_stderr
 from chalicelib.kernel.settings import SettingsError
-from chalicelib.policy import PolicyError
+from chalicelib.policy.document import PolicyError
 from steward_tools.image_source.errors import ImageSourceError
 
 # A local service answers a TCP connect in microseconds; a second is plenty even on a busy box,

@@ -15,7 +15,7 @@ from chalicelib.ecr.gateway import Registry
 from chalicelib.governance.plan import plan_governance
 from chalicelib.governance.read import read_registry
 from chalicelib.governance.task import reconcile
-from chalicelib.policy import PolicyError, current_policy, load_policy
+from chalicelib.policy.document import PolicyError, current_policy, load_policy
 from steward_tools.cli.common import local_option, use_local_backend
 
 

@@ -18,7 +18,7 @@ from chalicelib.kernel.jobqueue import send_jobs
 from chalicelib.kernel.settings import get_settings
 from chalicelib.mirror.fanout import find_mirror_rule, job_documents, plan_rule
 from chalicelib.mirror.plan import describe_mirror_plan
-from chalicelib.policy import PolicyError
+from chalicelib.policy.document import PolicyError
 from chalicelib.registry_client.errors import RegistryHTTPError
 from chalicelib.replication.copy import copy_from_upstream, upstream_client
 from chalicelib.replication.jobs import CopyJob

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from chalicelib.policy import PolicyError, load_policy, policy_schema, policy_warnings
+from chalicelib.policy.document import PolicyError, load_policy, policy_schema, policy_warnings
 
 
 @click.group()

@@ -11,7 +11,7 @@ import click
 
 from chalicelib.kernel.aws import caller_account
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import current_policy
+from chalicelib.policy.document import current_policy
 from chalicelib.replication.backfill import (
     BACKFILL_CONCURRENCY,
     BackfillSummary,

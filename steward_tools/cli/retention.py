@@ -11,7 +11,7 @@ import click
 from chalicelib.ecr.errors import RegistryError
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.settings import get_settings
-from chalicelib.policy import PolicyError, current_policy, load_policy
+from chalicelib.policy.document import PolicyError, current_policy, load_policy
 from chalicelib.retention.diff import diff_plans
 from chalicelib.retention.marks import MarkStore
 from chalicelib.retention.task import plan_for_repository, read_repository

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from chalicelib.policy import PolicyError
+from chalicelib.policy.document import PolicyError
 from steward_tools.local.runner import PortInUse
 from steward_tools.local.runner import serve as run_service
 

@@ -32,7 +32,7 @@ from chalice.local import create_local_server
 import app
 from chalicelib.kernel import aws
 from chalicelib.kernel.settings import PROJECT_ROOT, get_settings
-from chalicelib.policy import load_policy
+from chalicelib.policy.document import load_policy
 from steward_tools.local.delivery import EventPump
 from steward_tools.local.jobs import SqsJobPump
 from steward_tools.local.schedules import app_schedules, rate_seconds, scheduled_event

@@ -12,7 +12,7 @@ import boto3
 from chalicelib.ecr.gateway import Registry
 from chalicelib.gate.records import GateDecision, GateRecord, records
 from chalicelib.gate.sweep import sweep
-from chalicelib.policy import current_policy
+from chalicelib.policy.document import current_policy
 from steward_tools.samples import build_image
 from tests.aws_helpers import CallCounter
 from tests.conftest import ACCOUNT, REGION

@@ -19,7 +19,7 @@ from chalicelib.governance.apply import apply_governance_plan
 from chalicelib.governance.plan import plan_governance
 from chalicelib.governance.read import read_registry
 from chalicelib.governance.task import reconcile
-from chalicelib.policy import PolicyError, parse_policy
+from chalicelib.policy.document import PolicyError, parse_policy
 from chalicelib.policy.governance import GovernancePolicy
 from chalicelib.sweep.jobs import RepositoryJob
 from steward_tools.cli import main

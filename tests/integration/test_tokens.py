@@ -25,7 +25,7 @@ from chalicelib.ecr.errors import AccessDenied
 from chalicelib.ecr.gateway import Registry
 from chalicelib.kernel.aws import reset as reset_clients
 from chalicelib.kernel.settings import RESOURCE_VARIABLES, get_settings
-from chalicelib.policy import PolicyError, parse_policy
+from chalicelib.policy.document import PolicyError, parse_policy
 from chalicelib.tokens import authn, vend
 from chalicelib.tokens.http import token_response
 from steward_tools.local.runner import LocalLambdaContext

@@ -11,7 +11,7 @@ from chalicelib.ecr.models import Finding
 from chalicelib.gate.decide import decide, plan_tags
 from chalicelib.gate.findings import findings_from
 from chalicelib.gate.records import ChildVerdict, ScanResult
-from chalicelib.policy import PolicyError, parse_policy
+from chalicelib.policy.document import PolicyError, parse_policy
 from chalicelib.policy.gate import GateRule
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

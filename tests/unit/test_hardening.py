@@ -12,7 +12,7 @@ from chalicelib.ecr.access import Scope
 from chalicelib.gate.decide import unowned_tags
 from chalicelib.kernel.errors import shown
 from chalicelib.kernel.ratelimit import KeyedBuckets, retry_after
-from chalicelib.policy import parse_policy, policy_warnings
+from chalicelib.policy.document import parse_policy, policy_warnings
 from chalicelib.policy.gate import GateRule
 from chalicelib.policy.tokens import OidcIssuer
 from chalicelib.tokens import authn

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.kernel.settings import RESOURCE_VARIABLES, Settings, SettingsError
-from chalicelib.policy import PolicyError, load_policy, parse_policy, policy_schema
+from chalicelib.policy.document import PolicyError, load_policy, parse_policy, policy_schema
 from tests.paths import ROOT
 
 

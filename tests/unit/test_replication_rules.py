@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.kernel.ratelimit import ECR_TPS, RateLimiter, TokenBucket
-from chalicelib.policy import PolicyError, parse_policy
+from chalicelib.policy.document import PolicyError, parse_policy
 from chalicelib.policy.replication import ReplicationRule
 from chalicelib.replication.jobs import jobs_for
 from chalicelib.replication.native import plan_native
