@@ -74,7 +74,8 @@ def registry_client(gateway: Registry) -> RegistryClient:
             credentials=login,
             label=f"ecr:{account}:{region}",
         )
-    client = RegistryClient(endpoint, pace=pacer_for(account, region), throttled=count_throttled)
+    pacer = pacer_for(account, region)
+    client = RegistryClient(endpoint, pace=pacer, throttled=count_throttled, expect=pacer.expect)
     with _lock:
         _clients[gateway] = client
     return client

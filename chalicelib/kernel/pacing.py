@@ -139,6 +139,13 @@ class SharedBucket:
             self._sleep(wait)
         return wait
 
+    def expect(self, calls: int) -> None:
+        """This process is about to make `calls` calls: the next claim takes that many tokens
+        at once (up to the batch cap) instead of growing its batch from 1, a write per step."""
+        with self._lock:
+            if not self._left:
+                self._batch = max(self._batch, min(calls, self._cap))
+
     def _take(self, now: float) -> float:
         """The due time of this process's next token, claiming a batch when none is left."""
         if self._left and now > max(self._next_due, self._claimed_at) + HOLD:
@@ -242,6 +249,12 @@ class Pacer:
         waited = bucket.acquire()
         if waited:
             add_per_operation(WAIT_METRIC, bucket.operation, waited, "Seconds")
+
+    def expect(self, operation: str, calls: int) -> None:
+        """A hint: `calls` calls of `operation` (the gateway's name) are coming."""
+        bucket = self.buckets.get(operation)
+        if bucket is not None:
+            bucket.expect(calls)
 
 
 def count_throttled(operation: str) -> None:

@@ -82,6 +82,7 @@ class RegistryClient:
         sleep: Any = time.sleep,
         pace: Callable[[str], None] | None = None,
         throttled: Callable[[str], None] | None = None,
+        expect: Callable[[str, int], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         # ECR: each /v2 request waits for a token of the API operation it stands for
@@ -89,6 +90,7 @@ class RegistryClient:
         # is reported under that operation.
         self._pace = pace
         self._throttled = throttled
+        self._expect = expect
         self.attempts = attempts
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -96,6 +98,13 @@ class RegistryClient:
         self._pinged = False
         self._tokens: dict[tuple[str, ...], CachedToken] = {}
         self.requests = 0  # counted for tests and benchmarks
+
+    def expect(self, calls: dict[str, int]) -> None:
+        """Tell the pacing how many requests of each operation are coming, so that it claims
+        their tokens in one write each (`chalicelib.kernel.pacing`)."""
+        if self._expect is not None:
+            for operation, n in calls.items():
+                self._expect(operation, n)
 
     # addresses ---------------------------------------------------------------------------------
 

@@ -74,6 +74,11 @@ def apply_plan_v2(
         result.repository_created = create()
     copies = [b for b in plan.blobs if b.action == "copy"]
     if copies:
+        n = len(copies)
+        source.expect({"get_download_url_for_layer": n})
+        destination.expect(
+            {"initiate_layer_upload": n, "upload_layer_part": n, "complete_layer_upload": n}
+        )
         failed = threading.Event()
         lock = threading.Lock()
 

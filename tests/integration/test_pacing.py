@@ -155,6 +155,25 @@ def test_fast_operations_claim_in_batches_within_the_quota(aws) -> None:
     assert int(item["expires_at"]["N"]) > START
 
 
+def test_calls_announced_ahead_are_claimed_in_one_write(aws) -> None:
+    """A copy of 8 layers says so before it starts: each operation's first claim takes its 8
+    tokens (up to the batch cap) in one write instead of batches of 1, 2, 4, 1."""
+    told, untold = Process(), Process()
+    told.now += 10.0  # a bucket of its own moment: the two runs do not share a burst
+    announced, unannounced = shared_pacers([told, untold])
+    announced.expect("upload_layer_part", 8)
+    announced.expect("initiate_layer_upload", 8)  # its batch cap is 5
+    for operation in ("upload_layer_part", "initiate_layer_upload"):
+        run([told], [announced], operation, calls_each=8)
+        untold.calls.clear()
+        run([untold], [unannounced], operation, calls_each=8)
+        told.calls.clear()
+    assert announced.buckets["upload_layer_part"].claims == 1
+    assert announced.buckets["initiate_layer_upload"].claims == 2  # 5, then the next batch
+    assert unannounced.buckets["upload_layer_part"].claims >= 4
+    announced.expect("describe_images", 8)  # not paced: nothing to claim
+
+
 def emitted(capsys: pytest.CaptureFixture[str], metric: str) -> dict[str, float]:
     """The metric's values by operation in the EMF lines flushed so far."""
     flush_metrics()
