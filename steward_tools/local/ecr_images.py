@@ -75,6 +75,21 @@ def _failure(image_id: dict[str, Any], code: str, reason: str) -> dict[str, Any]
     }
 
 
+def _id_failure(image_id: dict[str, Any], invalid_digest_reason: str) -> dict[str, Any] | None:
+    """The failure ECR answers for an image id with neither digest nor tag, or a malformed
+    digest (each call words the latter its own way); None for an id worth looking up."""
+    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
+    if not digest and not tag:
+        return _failure(
+            image_id,
+            "MissingDigestAndTag",
+            "Invalid request parameters: both tag and digest cannot be null",
+        )
+    if digest and not IMAGE_DIGEST_RE.match(digest):
+        return _failure(image_id, "InvalidImageDigest", invalid_digest_reason)
+    return None
+
+
 class ImageCalls(EmbeddedECRCore):
     """ECR's image and referrer calls, with ECR's digest, tag, reference and event semantics."""
 
@@ -192,21 +207,11 @@ class ImageCalls(EmbeddedECRCore):
             images: list[dict[str, Any]] = []
             failures: list[dict[str, Any]] = []
             for image_id in image_ids or []:
+                failure = _id_failure(image_id, "Invalid image digest")
+                if failure is not None:
+                    failures.append(failure)
+                    continue
                 digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-                if not digest and not tag:
-                    failures.append(
-                        _failure(
-                            image_id,
-                            "MissingDigestAndTag",
-                            "Invalid request parameters: both tag and digest cannot be null",
-                        )
-                    )
-                    continue
-                if digest and not IMAGE_DIGEST_RE.match(digest):
-                    failures.append(
-                        _failure(image_id, "InvalidImageDigest", "Invalid image digest")
-                    )
-                    continue
                 image = self._by_digest(repo, digest) if digest else self._by_tag(repo, tag)  # type: ignore[arg-type]
                 if image is not None and digest and tag and tag not in image.image_tags:
                     failures.append(
@@ -255,26 +260,15 @@ class ImageCalls(EmbeddedECRCore):
             deleted: list[dict[str, str]] = []
             failures: list[dict[str, Any]] = []
             for image_id in image_ids or []:
+                failure = _id_failure(
+                    image_id,
+                    "Invalid request parameters: image digest should satisfy the regex "
+                    "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+                )
+                if failure is not None:
+                    failures.append(failure)
+                    continue
                 digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-                if not digest and not tag:
-                    failures.append(
-                        _failure(
-                            image_id,
-                            "MissingDigestAndTag",
-                            "Invalid request parameters: both tag and digest cannot be null",
-                        )
-                    )
-                    continue
-                if digest and not IMAGE_DIGEST_RE.match(digest):
-                    failures.append(
-                        _failure(
-                            image_id,
-                            "InvalidImageDigest",
-                            "Invalid request parameters: image digest should satisfy the regex "
-                            "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
-                        )
-                    )
-                    continue
                 image = self._by_digest(repo, digest) if digest else self._by_tag(repo, tag)  # type: ignore[arg-type]
                 if image is None:
                     failures.append(_failure(image_id, "ImageNotFound", _NOT_FOUND))

@@ -864,3 +864,20 @@ def test_only_one_server_per_process(aws: Any) -> None:
     assert EmbeddedAWS.running() is aws
     with pytest.raises(RuntimeError):
         EmbeddedAWS(port=0).start()
+
+
+@pytest.mark.parametrize("call", ["batch_get_image", "batch_delete_image"])
+def test_image_ids_without_a_reference_or_with_a_malformed_digest_fail_alone(
+    ecr: Any, images: Images, repo: str, call: str
+) -> None:
+    digest = images.push(repo, tag="1.0").digest
+    answer = getattr(ecr, call)(
+        repositoryName=repo,
+        imageIds=[{}, {"imageDigest": "sha256:not-hex"}, {"imageDigest": digest}],
+    )
+    codes = [f["failureCode"] for f in answer["failures"]]
+    assert codes == ["MissingDigestAndTag", "InvalidImageDigest"]
+    found = answer["images"] if call == "batch_get_image" else answer["imageIds"]
+    assert [i["imageId"]["imageDigest"] if "imageId" in i else i["imageDigest"] for i in found] == [
+        digest
+    ]
