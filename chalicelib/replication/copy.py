@@ -31,7 +31,7 @@ from chalicelib.registry_client.errors import RegistryHTTPError
 from chalicelib.registry_client.transport import Endpoint, RegistryClient
 from chalicelib.replication.jobs import CopyJob, Upstream
 from chalicelib.replication.ledger import UploadSessionTable, record_copies
-from chalicelib.replication.plan import BlobStep, CopyPlan, describe_plan, plan_copy
+from chalicelib.replication.plan import BlobStep, CopyPlan, copy_result, plan_copy
 from chalicelib.replication.result import CopyResult, DigestMismatch
 from chalicelib.replication.source import SourceImage, read_destination, read_source
 from chalicelib.replication.v2copy import BLOB_CONCURRENCY, copy_over_v2
@@ -151,15 +151,7 @@ def apply_copy_plan(
     """
     job = plan.job
     target = job.destination
-    result = CopyResult(
-        rule=job.rule,
-        source=f"{job.source_repository}@{job.digest}",
-        destination=target.label(),
-        digest=job.digest,
-        status="copied" if plan.changes else "unchanged",
-        blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
-        bytes_skipped=plan.bytes_skipped,
-    )
+    result = copy_result(plan, "api")
     if plan.create_repository:
         try:
             destination.create_repository(
@@ -315,19 +307,8 @@ def copy_image(
     state = read_destination(destination, job.destination.repository, image, job.tags)
     plan = plan_copy(job, image, state)
     if dry_run:
-        return CopyResult(
-            rule=job.rule,
-            source=f"{job.source_repository}@{job.digest}",
-            destination=job.destination.label(),
-            digest=job.digest,
-            # Already there in full: a dry run says so, as the copy itself would.
-            status="planned" if plan.changes else "unchanged",
-            bytes_skipped=plan.bytes_skipped,
-            bytes_planned=plan.bytes_to_copy,
-            blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
-            plan=describe_plan(plan),
-        )
-    result = apply_copy_plan(
+        return copy_result(plan, "api", dry_run=True)
+    return apply_copy_plan(
         source,
         destination,
         plan,
@@ -336,8 +317,6 @@ def copy_image(
         on_bytes=on_bytes,
         record=ledger_recorder(job, ledger_table),
     )
-    result.plan = describe_plan(plan)
-    return result
 
 
 def upstream_client(upstream: Upstream) -> RegistryClient:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from chalicelib.oci.manifests import short_digest
 from chalicelib.replication.jobs import CopyJob
+from chalicelib.replication.result import CopyResult
 from chalicelib.replication.source import DestinationState, SourceImage
 
 
@@ -117,3 +118,23 @@ def describe_plan(plan: CopyPlan) -> list[str]:
         for m in plan.manifests
     ]
     return lines
+
+
+def copy_result(
+    plan: CopyPlan, protocol: Literal["v2", "api"], *, dry_run: bool = False
+) -> CopyResult:
+    """The result a copy of `plan` starts from (applying adds what it moved); for a dry run, all
+    there is to say. An image already there in full is `unchanged` either way."""
+    job = plan.job
+    return CopyResult(
+        rule=job.rule,
+        source=f"{job.source_repository}@{job.digest}",
+        destination=job.destination.label(),
+        digest=job.digest,
+        status=("planned" if dry_run else "copied") if plan.changes else "unchanged",
+        protocol=protocol,
+        blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
+        bytes_skipped=plan.bytes_skipped,
+        bytes_planned=plan.bytes_to_copy if dry_run else 0,
+        plan=describe_plan(plan),
+    )

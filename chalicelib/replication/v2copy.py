@@ -21,7 +21,7 @@ from chalicelib.registry_client.manifests import put_manifest
 from chalicelib.registry_client.referrers import add_to_fallback_index
 from chalicelib.registry_client.transport import RegistryClient
 from chalicelib.replication.jobs import CopyJob
-from chalicelib.replication.plan import BlobStep, CopyPlan, describe_plan, plan_copy
+from chalicelib.replication.plan import BlobStep, CopyPlan, copy_result, plan_copy
 from chalicelib.replication.result import CopyResult, DigestMismatch
 from chalicelib.replication.source import SourceImage
 from chalicelib.replication.v2source import read_destination_v2, read_source_v2
@@ -60,16 +60,7 @@ def apply_plan_v2(
 ) -> CopyResult:
     job = plan.job
     target = job.destination
-    result = CopyResult(
-        rule=job.rule,
-        source=f"{job.source_repository}@{job.digest}",
-        destination=target.label(),
-        digest=job.digest,
-        status="copied" if plan.changes else "unchanged",
-        protocol="v2",
-        blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
-        bytes_skipped=plan.bytes_skipped,
-    )
+    result = copy_result(plan, "v2")
     if plan.create_repository and create is not None:
         result.repository_created = create()
     copies = [b for b in plan.blobs if b.action == "copy"]
@@ -160,20 +151,8 @@ def copy_over_v2(
     )
     plan = plan_copy(job, image, state)
     if dry_run:
-        return CopyResult(
-            rule=job.rule,
-            source=f"{job.source_repository}@{job.digest}",
-            destination=job.destination.label(),
-            digest=job.digest,
-            # Already there in full: a dry run says so, as the copy itself would.
-            status="planned" if plan.changes else "unchanged",
-            protocol="v2",
-            bytes_skipped=plan.bytes_skipped,
-            bytes_planned=plan.bytes_to_copy,
-            blobs_skipped=sum(1 for b in plan.blobs if b.action == "skip"),
-            plan=describe_plan(plan),
-        )
-    result = apply_plan_v2(
+        return copy_result(plan, "v2", dry_run=True)
+    return apply_plan_v2(
         source,
         destination,
         plan,
@@ -184,5 +163,3 @@ def copy_over_v2(
         record=record,
         sessions=sessions,
     )
-    result.plan = describe_plan(plan)
-    return result
