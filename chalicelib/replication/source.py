@@ -86,6 +86,20 @@ def read_source(registry: Registry, repository: str, digest: str) -> SourceImage
             for referrer in registry.iter_referrers(repository, manifest.digest):
                 want(referrer, f"OCI referrer of {short}", manifest.digest, attached)
 
+    return source_image(repository, digest, manifests, why, children, attached, sidecars)
+
+
+def source_image(
+    repository: str,
+    digest: str,
+    manifests: dict[str, Manifest],
+    why: dict[str, str],
+    children: dict[str, list[str]],
+    attached: dict[str, list[str]],
+    sidecars: dict[str, str],
+) -> SourceImage:
+    """The image as both source readers found it: its manifests in put order and the blobs
+    they need (each once)."""
     order = put_order(digest, manifests, children, attached)
     blobs: dict[str, int] = {}
     for manifest in order:

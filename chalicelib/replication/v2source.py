@@ -16,7 +16,7 @@ from chalicelib.registry_client.errors import RegistryHTTPError
 from chalicelib.registry_client.manifests import RawManifest, get_manifest, head_manifest
 from chalicelib.registry_client.referrers import list_referrers
 from chalicelib.registry_client.transport import RegistryClient
-from chalicelib.replication.source import DestinationState, SourceImage, put_order
+from chalicelib.replication.source import DestinationState, SourceImage, source_image
 
 HEAD_CONCURRENCY = 8
 
@@ -72,21 +72,7 @@ def read_source_v2(client: RegistryClient, repository: str, digest: str) -> Sour
                 if isinstance(referrer.get("digest"), str):
                     want(referrer["digest"], f"OCI referrer of {short}", attached)
 
-    order = put_order(digest, manifests, children, attached)
-    blobs: dict[str, int] = {}
-    for manifest in order:
-        if not manifest.is_index:
-            for blob in manifest.blobs():
-                if not blob.urls:  # non-distributable layers stay where their urls say
-                    blobs.setdefault(blob.digest, blob.size)
-    return SourceImage(
-        repository=repository,
-        digest=digest,
-        manifests=order,
-        why=why,
-        blobs=blobs,
-        sidecar_tags=sidecars,
-    )
+    return source_image(repository, digest, manifests, why, children, attached, sidecars)
 
 
 def read_destination_v2(
