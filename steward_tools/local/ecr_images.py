@@ -93,6 +93,25 @@ def _id_failure(image_id: dict[str, Any], invalid_digest_reason: str) -> dict[st
 class ImageCalls(EmbeddedECRCore):
     """ECR's image and referrer calls, with ECR's digest, tag, reference and event semantics."""
 
+    def _find(
+        self, repo: Repository, image_id: dict[str, Any], invalid_digest_reason: str
+    ) -> EmbeddedImage | dict[str, Any]:
+        """The image an id of a batch call names, or the failure ECR answers for that id."""
+        failure = _id_failure(image_id, invalid_digest_reason)
+        if failure is not None:
+            return failure
+        digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
+        image = self._by_digest(repo, digest) if digest else self._by_tag(repo, tag)  # type: ignore[arg-type]
+        if image is None:
+            return _failure(image_id, "ImageNotFound", _NOT_FOUND)
+        if digest and tag and tag not in image.image_tags:
+            return _failure(
+                image_id,
+                "ImageTagDoesNotMatchDigest",
+                "Invalid request parameters: image tag does not match image digest",
+            )
+        return image
+
     def _emit_image_action(
         self,
         repo: Repository,
@@ -207,24 +226,11 @@ class ImageCalls(EmbeddedECRCore):
             images: list[dict[str, Any]] = []
             failures: list[dict[str, Any]] = []
             for image_id in image_ids or []:
-                failure = _id_failure(image_id, "Invalid image digest")
-                if failure is not None:
-                    failures.append(failure)
+                image = self._find(repo, image_id, "Invalid image digest")
+                if isinstance(image, dict):
+                    failures.append(image)
                     continue
-                digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-                image = self._by_digest(repo, digest) if digest else self._by_tag(repo, tag)  # type: ignore[arg-type]
-                if image is not None and digest and tag and tag not in image.image_tags:
-                    failures.append(
-                        _failure(
-                            image_id,
-                            "ImageTagDoesNotMatchDigest",
-                            "Invalid request parameters: image tag does not match image digest",
-                        )
-                    )
-                    continue
-                if image is None:
-                    failures.append(_failure(image_id, "ImageNotFound", _NOT_FOUND))
-                    continue
+                tag = image_id.get("imageTag")
                 stored_type = image.image_manifest_media_type
                 if accepted_media_types and not same_media_type(stored_type, accepted_media_types):
                     # We never translate manifests (that would change their bytes and digest).
@@ -260,28 +266,16 @@ class ImageCalls(EmbeddedECRCore):
             deleted: list[dict[str, str]] = []
             failures: list[dict[str, Any]] = []
             for image_id in image_ids or []:
-                failure = _id_failure(
+                image = self._find(
+                    repo,
                     image_id,
                     "Invalid request parameters: image digest should satisfy the regex "
                     "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
                 )
-                if failure is not None:
-                    failures.append(failure)
+                if isinstance(image, dict):
+                    failures.append(image)
                     continue
-                digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-                image = self._by_digest(repo, digest) if digest else self._by_tag(repo, tag)  # type: ignore[arg-type]
-                if image is None:
-                    failures.append(_failure(image_id, "ImageNotFound", _NOT_FOUND))
-                    continue
-                if digest and tag and tag not in image.image_tags:
-                    failures.append(
-                        _failure(
-                            image_id,
-                            "ImageTagDoesNotMatchDigest",
-                            "Invalid request parameters: image tag does not match image digest",
-                        )
-                    )
-                    continue
+                tag = image_id.get("imageTag")
                 image_digest = image.get_image_digest()
                 # By tag the tag goes, and the image with it if that was its last tag; by
                 # digest the image and all its tags go. Either way an image an index still
